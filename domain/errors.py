@@ -1,0 +1,110 @@
+"""The failure taxonomy of DESIGN §5: one machine-readable reason per way an item can stop."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class Reason(StrEnum):
+    VALIDATION = "validation"
+    MAPPING_MISSING = "mapping_missing"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    VENDOR_NOT_FOUND = "vendor_not_found"
+    PERIOD_CLOSED = "period_closed"
+    DUPLICATE = "duplicate"
+    AUTH = "auth"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+    DOCUMENT_UNAVAILABLE = "document_unavailable"
+    ATTACHMENT_FAILED = "attachment_failed"
+
+
+class Retry(StrEnum):
+    """How an item that failed for a reason can move again."""
+
+    AUTOMATIC = "automatic"  # retried in place with backoff; parked only when the budget runs out
+    REPLAY = "replay"  # replay as soon as the cause is gone (period reopened, document back)
+    AFTER_FIX = "after_fix"  # the item itself must be corrected in Dext first
+    AFTER_CONFIG = "after_config"  # the tenants file or credentials must change first
+    NEVER = "never"
+
+
+RETRY_OF: dict[Reason, Retry] = {
+    Reason.VALIDATION: Retry.AFTER_FIX,
+    Reason.MAPPING_MISSING: Retry.AFTER_CONFIG,
+    Reason.CURRENCY_MISMATCH: Retry.AFTER_CONFIG,
+    Reason.VENDOR_NOT_FOUND: Retry.AFTER_CONFIG,
+    Reason.PERIOD_CLOSED: Retry.REPLAY,
+    Reason.DUPLICATE: Retry.NEVER,
+    Reason.AUTH: Retry.AFTER_CONFIG,
+    Reason.RATE_LIMITED: Retry.AUTOMATIC,
+    Reason.UNAVAILABLE: Retry.AUTOMATIC,
+    Reason.DOCUMENT_UNAVAILABLE: Retry.REPLAY,
+    Reason.ATTACHMENT_FAILED: Retry.REPLAY,
+}
+
+# What a person should do about each reason, in plain words (CLI, notifications, operator page).
+ADVICE: dict[Reason, str] = {
+    Reason.VALIDATION: "Correct the item in Dext (or its extracted fields), then replay it.",
+    Reason.MAPPING_MISSING: "Add the category or tax rate to the tenant's GL mapping, then replay.",
+    Reason.CURRENCY_MISMATCH: "Enable the currency for the company (tenants file), then replay.",
+    Reason.VENDOR_NOT_FOUND: "Create the supplier in Sage or turn on auto-create, then replay.",
+    Reason.PERIOD_CLOSED: "Reopen the period in Sage (or set policy 'redate'), then replay.",
+    Reason.DUPLICATE: "A bill with this supplier and invoice number already exists; nothing to do "
+    "unless it is wrong.",
+    Reason.AUTH: "Fix the Sage credentials or reconnect the company, then replay.",
+    Reason.RATE_LIMITED: "Sage throttled us past the retry budget; replay once the load drops.",
+    Reason.UNAVAILABLE: "Sage or the network was unavailable past the retry budget; replay later.",
+    Reason.DOCUMENT_UNAVAILABLE: "The original document could not be fetched; check the source, "
+    "then replay.",
+    Reason.ATTACHMENT_FAILED: "The bill exists; only the attachment failed. Replay to attach it.",
+}
+
+
+def is_transient(reason: Reason) -> bool:
+    return RETRY_OF[reason] is Retry.AUTOMATIC
+
+
+class Problem(BaseModel):
+    """One thing wrong with an item: stable ``code``, the ``field`` path, and what to fix."""
+
+    code: str
+    field: str
+    message: str
+
+
+class StageError(Exception):
+    """A stage could not do its work. ``detail`` is for logs (support ids), never secrets."""
+
+    def __init__(
+        self,
+        reason: Reason,
+        message: str,
+        *,
+        problems: list[Problem] | None = None,
+        detail: dict[str, Any] | None = None,
+        uncertain: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.problems = problems or []
+        self.detail = detail or {}
+        # The write may have happened (timeout, HTTP 524): look before writing again.
+        self.uncertain = uncertain
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        return is_transient(self.reason)
+
+    def __repr__(self) -> str:
+        return f"StageError({self.reason.value!r}, {self.message!r})"
+
+
+class LedgerError(StageError):
+    """Raised by a ledger adapter; the reason is already mapped to DESIGN §5."""
