@@ -1,0 +1,1 @@
+"""The pipeline: plain stage functions, the Faust app, topics, agents, replay, audit, CLI."""

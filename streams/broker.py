@@ -1,0 +1,140 @@
+"""The embedded Kafka-protocol broker: the pinned ``noida-db`` binary, run by PID.
+
+We start the binary itself, never its Python wrapper: SIGTERM to the wrapper orphans the
+broker (reference/brokers.md). The child also gets PR_SET_PDEATHSIG so that it dies with us
+even when we are SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+_PR_SET_PDEATHSIG = 1
+
+
+def noida_binary() -> Path:
+    import noida_db
+
+    binary = Path(noida_db.__file__).parent / "noida-db"
+    if not binary.exists():
+        raise RuntimeError(f"noida-db binary not found at {binary}; reinstall noida-db==0.2.3")
+    mode = binary.stat().st_mode
+    if not mode & stat.S_IXUSR:
+        binary.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return binary
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(
+    host: str,
+    port: int,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    what: str = "service",
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before accepting")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not accept connections on {host}:{port} in {timeout:.0f}s")
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class EmbeddedBroker:
+    """A noida-db Kafka broker on a loopback port, its data under ``data_dir``."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.host}:{self.port}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "broker.log", "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [
+                str(noida_binary()),
+                "start",
+                "--only",
+                "kafka",
+                "--kafka-port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir.resolve()),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        (self.data_dir / "broker.pid").write_text(f"{self.proc.pid}\n")
+        wait_for_port(self.host, self.port, timeout, self.proc, "embedded broker")
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (the broker saves its snapshot), then SIGKILL if it hangs."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / "broker.pid").unlink()
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def bootstrap_of(kafka_url: str) -> str:
+    """``kafka://h1:p1;h2:p2`` (Faust style) to aiokafka's ``h1:p1,h2:p2``."""
+    hosts = kafka_url.removeprefix("kafka://").replace(";", ",")
+    return ",".join(h.removeprefix("kafka://") for h in hosts.split(","))
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True

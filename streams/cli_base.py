@@ -1,0 +1,62 @@
+"""The ``billstream`` command group and its sub-groups; commands live in ``streams.commands``.
+
+Every module in ``streams/commands`` registers its commands on these groups at import, so a
+new command is one new module and no edit here.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+import orjson
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(package_name="billstream")
+def cli() -> None:
+    """billstream: Dext invoices into Sage as draft bills, exactly once, with an audit trail.
+
+    Every invoice is an event moving through the Kafka topics received, validated,
+    vendor-resolved, bill-created and attached (or failed, with a reason). With no
+    BILLSTREAM_KAFKA_URL set, commands that need Kafka start an embedded broker.
+    """
+
+
+@cli.group()
+def sandbox() -> None:
+    """Run a stand-in for an outside system (Dext, Sage Intacct, Sage Accounting).
+
+    Each sandbox is a real HTTP server speaking that system's wire format. When ready it
+    prints one JSON line with its base "url" and the "credentials" it accepts.
+    """
+
+
+@cli.group()
+def ingest() -> None:
+    """Bring Dext items into the pipeline (topic received)."""
+
+
+@cli.group()
+def serve() -> None:
+    """Run a long-lived HTTP service (push endpoint, operator page)."""
+
+
+@cli.group()
+def connect() -> None:
+    """Connect billstream to an outside account (OAuth flows)."""
+
+
+def print_json(obj: Any) -> None:
+    """The ``--json`` convention: one JSON object, as the last line of stdout."""
+    sys.stdout.write(orjson.dumps(obj, default=str).decode() + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Exit with a clear reason on stderr (exit 2 = unusable input or configuration)."""
+    click.echo(f"billstream: {message}", err=True)
+    raise SystemExit(code)

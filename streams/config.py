@@ -1,0 +1,50 @@
+"""Settings from the environment (prefix ``BILLSTREAM_``); secrets never come from files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.events import Stage
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES_DIR = REPO_ROOT / "adapters" / "dext" / "samples"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLSTREAM_", extra="ignore")
+
+    kafka_url: str | None = Field(
+        default=None,
+        description="kafka://host:port[;host:port]; unset = start the embedded noida-db broker",
+    )
+    app_id: str = "billstream"
+    topic_prefix: str = "ap."
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    data_dir: Path = Path(".billstream")
+    tenants_file: Path = REPO_ROOT / "tenants.example.toml"
+    document_dirs: list[Path] = Field(default_factory=lambda: [SAMPLES_DIR])
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 = pick a free port")
+    # Transient failures (rate_limited, unavailable) are retried in place this many times,
+    # with capped exponential backoff and jitter, before the item is parked.
+    retry_attempts: int = Field(default=6, ge=1)
+    retry_max_seconds: float = Field(default=30.0, gt=0)
+    log_level: str = "WARNING"
+    # Faust group timing: short enough that a killed worker's partitions move on quickly.
+    session_timeout: float = 10.0
+    heartbeat_interval: float = 1.0
+
+    def topic(self, stage: Stage) -> str:
+        return f"{self.topic_prefix}{stage.value}"
+
+    @property
+    def ledgers_dir(self) -> Path:
+        return self.data_dir / "ledgers"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"

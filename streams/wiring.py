@@ -1,0 +1,67 @@
+"""Building the ports a worker needs from settings and the tenants file (the bootstrap)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from adapters.documents import DocumentFetcher
+from domain.ports import DocumentSource, Ledger
+from domain.tenants import Tenant, Tenants, load_tenants
+from streams.config import Settings
+
+
+def build_ledger(
+    tenant: Tenant, settings: Settings, env: Mapping[str, str] | None = None
+) -> Ledger:
+    """The ledger adapter for a tenant's ``[ledger]`` section; credentials from ``env``."""
+    env = os.environ if env is None else env
+    kind = tenant.ledger.kind
+    if kind == "local":
+        from adapters.local import LocalLedger
+
+        path = settings.ledgers_dir / f"{tenant.ledger.company}.sqlite"
+        return LocalLedger(path, company=tenant.ledger.company)
+    if kind == "intacct":
+        from adapters.intacct.client import IntacctLedger
+
+        return IntacctLedger.from_tenant(tenant, env)
+    if kind == "sage-accounting":
+        from adapters.sage_accounting.client import SageAccountingLedger
+
+        return SageAccountingLedger.from_tenant(tenant, env, token_dir=settings.data_dir / "tokens")
+    raise ValueError(f"tenant {tenant.id}: unknown ledger kind {kind!r}")
+
+
+@dataclass
+class Ports:
+    """Everything the stage functions reach the outside world through, per tenant."""
+
+    settings: Settings
+    tenants: Tenants
+    documents: DocumentSource
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    _ledgers: dict[str, Ledger] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Ports:
+        return cls(
+            settings=settings,
+            tenants=load_tenants(settings.tenants_file),
+            documents=DocumentFetcher(allowed_dirs=list(settings.document_dirs)),
+        )
+
+    def tenant(self, tenant_id: str) -> Tenant:
+        return self.tenants.get(tenant_id)
+
+    def ledger(self, tenant_id: str) -> Ledger:
+        # One client per tenant for the life of the worker: shared sessions, budgets, limits.
+        if tenant_id not in self._ledgers:
+            self._ledgers[tenant_id] = build_ledger(self.tenant(tenant_id), self.settings, self.env)
+        return self._ledgers[tenant_id]
+
+    async def aclose(self) -> None:
+        for ledger in self._ledgers.values():
+            await ledger.aclose()
+        self._ledgers.clear()
