@@ -6,6 +6,7 @@ new command is one new module and no edit here.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -17,13 +18,24 @@ import orjson
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(package_name="billstream")
-def cli() -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for billstream's state (broker, ledgers, tokens); "
+    "default BILLSTREAM_DATA_DIR or ./.billstream.",
+)
+def cli(data_dir: str | None) -> None:
     """billstream: Dext invoices into Sage as draft bills, exactly once, with an audit trail.
 
     Every invoice is an event moving through the Kafka topics received, validated,
     vendor-resolved, bill-created and attached (or failed, with a reason). With no
     BILLSTREAM_KAFKA_URL set, commands that need Kafka start an embedded broker.
     """
+    if data_dir is not None:
+        # Every command reads Settings from the environment: the option and the variable
+        # are then one and the same.
+        os.environ["BILLSTREAM_DATA_DIR"] = data_dir
 
 
 @cli.group()

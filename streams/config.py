@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(default=6, ge=1)
     retry_max_seconds: float = Field(default=30.0, gt=0)
     log_level: str = "WARNING"
+    # Items each stage works on at once per worker. Sage calls are the slow part; several in
+    # flight lets the Intacct client coalesce bills into one request. Per-item order holds:
+    # an item has one event per stage, and a per-item lock guards redeliveries.
+    stage_concurrency: int = Field(default=8, ge=1, le=64)
     # Faust group timing: short enough that a killed worker's partitions move on quickly.
     session_timeout: float = 10.0
     heartbeat_interval: float = 1.0

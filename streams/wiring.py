@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from adapters.documents import DocumentFetcher
@@ -42,6 +43,7 @@ class Ports:
     tenants: Tenants
     documents: DocumentSource
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    clock: Callable[[], dt.date] | None = None  # tests pin "today"
     _ledgers: dict[str, Ledger] = field(default_factory=dict)
 
     @classmethod
@@ -51,6 +53,9 @@ class Ports:
             tenants=load_tenants(settings.tenants_file),
             documents=DocumentFetcher(allowed_dirs=list(settings.document_dirs)),
         )
+
+    def today(self) -> dt.date:
+        return self.clock() if self.clock else dt.date.today()
 
     def tenant(self, tenant_id: str) -> Tenant:
         return self.tenants.get(tenant_id)

@@ -1,0 +1,82 @@
+"""The Faust app: topics, the per-stage "done" tables, and the agents, built from settings.
+
+The app is built by a function rather than at import so that the worker, the tests and the
+demo can each build one for their own broker, prefix and partition count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from domain.events import Stage
+from streams.config import Settings
+from streams.wiring import Ports
+
+
+@dataclass
+class Pipeline:
+    app: faust.App
+    settings: Settings
+    ports: Ports
+    topics: dict[Stage, Any] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+    agents: dict[str, Any] = field(default_factory=dict)
+
+
+def create_app(settings: Settings, kafka_url: str, ports: Ports) -> Pipeline:
+    app = faust.App(
+        settings.app_id,
+        broker=kafka_url,
+        store="memory://",
+        autodiscover=False,
+        web_enabled=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.heartbeat_interval,
+        broker_rebalance_timeout=max(settings.session_timeout, 10.0),
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        # Standby copies would be counted twice by per-worker gauges and recovery from the
+        # changelog is quick at AP volumes, so tables keep one active copy.
+        table_standby_replicas=0,
+        stream_wait_empty=False,
+    )
+    pipeline = Pipeline(app=app, settings=settings, ports=ports)
+    for stage in Stage:
+        pipeline.topics[stage] = app.topic(
+            settings.topic(stage),
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+        )
+    from streams.agents import register_agents
+
+    register_agents(pipeline)
+    return pipeline
+
+
+def done_table(pipeline: Pipeline, stage_name: str) -> Any:
+    """The changelog-backed record of what one stage already did, keyed by item key.
+
+    ``use_partitioner`` puts each entry in the changelog partition of its item key, the same
+    partition as the item's events, so it travels with the item across workers.
+    """
+    table = pipeline.app.Table(
+        f"done-{stage_name}",
+        key_type=bytes,
+        value_type=bytes,
+        partitions=pipeline.settings.partitions,
+        use_partitioner=True,
+    )
+    pipeline.tables[stage_name] = table
+    return table

@@ -1,0 +1,332 @@
+"""The demo: embedded broker, a worker process, a ledger, the sample items, a summary.
+
+``run_demo`` is what ``billstream demo`` and the end-to-end tests run: it owns every process
+it starts (broker, worker, sandboxes) and stops them all, whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from aiokafka import AIOKafkaConsumer
+
+from adapters.dext.samples import sample_items
+from domain.errors import Reason
+from domain.events import Envelope, Failure, Stage
+from domain.tenants import Tenants, load_tenants
+from streams.broker import bootstrap_of
+from streams.config import Settings
+from streams.demo_harness import LedgerHarness, harness_for
+from streams.publish import Publisher, received_event
+from streams.replay import ReplayFilter, replay
+from streams.runtime import kafka_for
+from streams.topics import ensure_topics
+
+# The month the period-reopen scenario closes: the samples have invoices dated in it.
+REOPEN_PERIOD = "2026-09"
+
+
+@dataclass
+class DemoResult:
+    received: int = 0
+    attached: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+    bills: int = 0
+    attachments: int = 0
+    duplicates: int = 0
+    replayed: int = 0
+    seconds: float = 0.0
+    items_per_second: float = 0.0
+    ledger: str = "local"
+    scenario: str = "basic"
+    data_dir: str = ""
+    examples: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    inventory: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {
+            "received": self.received,
+            "attached": self.attached,
+            "failed": self.failed,
+            "bills": self.bills,
+            "attachments": self.attachments,
+            "duplicates": self.duplicates,
+            "replayed": self.replayed,
+            "seconds": round(self.seconds, 2),
+            "items_per_second": round(self.items_per_second, 1),
+            "ledger": self.ledger,
+            "scenario": self.scenario,
+            "data_dir": self.data_dir,
+            "examples": self.examples,
+        }
+        out.update(self.extra)
+        return out
+
+
+class Terminal:
+    """Tails attached + failed and knows each item's latest end state."""
+
+    def __init__(self, settings: Settings, kafka_url: str) -> None:
+        self.settings = settings
+        self.kafka_url = kafka_url
+        self.state: dict[str, tuple[int, Envelope]] = {}  # key -> (attempt, terminal event)
+        self.first_seen: float | None = None  # monotonic time of the first terminal event
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> Terminal:
+        self._consumer = AIOKafkaConsumer(
+            self.settings.topic(Stage.ATTACHED),
+            self.settings.topic(Stage.FAILED),
+            bootstrap_servers=bootstrap_of(self.kafka_url),
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            metadata_max_age_ms=1000,
+        )
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def wait(
+        self,
+        expected: dict[str, int],
+        within: float,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Until every key has a terminal event at (at least) its expected attempt."""
+        assert self._consumer is not None
+        deadline = time.monotonic() + within
+        done = self._done(expected)
+        while done < len(expected):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"only {done} of {len(expected)} items finished in {within:.0f}s"
+                )
+            batch = await self._consumer.getmany(timeout_ms=500)
+            if batch and self.first_seen is None:
+                self.first_seen = time.monotonic()
+            for records in batch.values():
+                for record in records:
+                    ev = Envelope.from_bytes(record.value)
+                    seen = self.state.get(ev.subject)
+                    # At the same attempt, attached beats failed (a late-arriving failure
+                    # of an earlier try cannot undo an attachment).
+                    rank = (ev.attempt, ev.stage is Stage.ATTACHED)
+                    if seen is None or rank >= (seen[0], seen[1].stage is Stage.ATTACHED):
+                        self.state[ev.subject] = (ev.attempt, ev)
+            now = self._done(expected)
+            if progress and now != done:
+                progress(now - done)
+            done = now
+
+    def _done(self, expected: dict[str, int]) -> int:
+        return sum(
+            1
+            for key, attempt in expected.items()
+            if key in self.state and self.state[key][0] >= attempt
+        )
+
+    def outcome(self, keys: list[str]) -> tuple[int, Counter[str]]:
+        attached, failed = 0, Counter[str]()
+        for key in keys:
+            ev = self.state[key][1]
+            if ev.stage is Stage.ATTACHED:
+                attached += 1
+            else:
+                assert isinstance(ev.data, Failure)
+                failed[ev.data.reason.value] += 1
+        return attached, failed
+
+
+def _write_tenants(path: Path, tenants: Tenants, harness: LedgerHarness) -> None:
+    body: dict[str, Any] = {"tenants": {}}
+    for tenant in tenants.all():
+        data = tenant.model_dump(mode="json", exclude={"id"}, exclude_none=True)
+        data["ledger"] = harness.ledger_config(tenant).model_dump(mode="json", exclude_none=True)
+        body["tenants"][tenant.id] = data
+    path.write_text(tomli_w.dumps(body), encoding="utf-8")
+
+
+def _start_worker(
+    settings: Settings, kafka_url: str, env: dict[str, str], log: Path, metrics_port: int = 0
+) -> subprocess.Popen[bytes]:
+    worker_env = {
+        **os.environ,
+        **env,
+        "BILLSTREAM_KAFKA_URL": kafka_url,
+        "BILLSTREAM_DATA_DIR": str(settings.data_dir),
+        "BILLSTREAM_TENANTS_FILE": str(settings.tenants_file),
+        "BILLSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "BILLSTREAM_APP_ID": settings.app_id,
+        "BILLSTREAM_PARTITIONS": str(settings.partitions),
+        "BILLSTREAM_METRICS_PORT": str(metrics_port),
+    }
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=worker_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@dataclass
+class DemoOptions:
+    items: int = 60
+    scenario: str = "basic"
+    ledger: str = "local"
+    data_dir: Path | None = None
+    timeout: float = 600.0
+    progress: bool = True
+
+
+async def _run(
+    opts: DemoOptions,
+    settings: Settings,
+    kafka_url: str,
+    harness: LedgerHarness,
+    tenants: Tenants,
+    worker_env: dict[str, str],
+) -> DemoResult:
+    from tqdm import tqdm
+
+    result = DemoResult(ledger=opts.ledger, scenario=opts.scenario, data_dir=str(settings.data_dir))
+    await ensure_topics(settings, kafka_url)
+    samples = sample_items(opts.items)
+    events = [
+        received_event(
+            s.tenant,
+            s.item,
+            source="sample",
+            document=s.document_ref(),
+            origin=f"samples/{s.tenant}/{s.item['id']}",
+        )
+        for s in samples
+    ]
+    keys = [ev.subject for ev in events]
+    expected = dict.fromkeys(keys, 1)
+    worker = _start_worker(settings, kafka_url, worker_env, settings.data_dir / "worker.log")
+    try:
+        started = time.monotonic()
+        async with Terminal(settings, kafka_url) as terminal:
+            async with Publisher(settings, kafka_url) as publisher:
+                await publisher.send_many([(ev, Stage.RECEIVED) for ev in events])
+            result.received = len(events)
+            bar = tqdm(
+                total=len(keys),
+                desc="items",
+                unit="item",
+                disable=not opts.progress,
+                file=sys.stderr,
+            )
+            with bar:
+                await terminal.wait(expected, opts.timeout, bar.update)
+            if opts.scenario == "period-reopen":
+                for tenant in tenants.all():
+                    harness.open_period(tenant, REOPEN_PERIOD)
+                report = await replay(
+                    settings,
+                    kafka_url,
+                    ReplayFilter(reasons=frozenset({Reason.PERIOD_CLOSED})),
+                )
+                result.replayed = report.sent
+                for item in report.items:
+                    expected[item["item"]] = int(item["attempt"])
+                bar = tqdm(
+                    total=report.sent,
+                    desc="replayed",
+                    unit="item",
+                    disable=not opts.progress,
+                    file=sys.stderr,
+                )
+                with bar:
+                    await terminal.wait(expected, opts.timeout, bar.update)
+            finished = time.monotonic()
+            result.seconds = finished - started
+            # Throughput is measured once the worker is up: from the first finished item.
+            steady = finished - (terminal.first_seen or started)
+            result.items_per_second = (result.received - 1) / steady if steady > 0 else 0.0
+            result.attached, failed = terminal.outcome(keys)
+            result.failed = dict(sorted(failed.items()))
+            result.examples = _examples(terminal, keys)
+    finally:
+        stop_process(worker)
+    inventory: dict[str, tuple[int, int]] = {}
+    for tenant in tenants.all():
+        for key, inv in harness.inventory(tenant).items():
+            inventory[key] = (inv.bills, inv.attachments)
+    result.inventory = inventory
+    result.bills = sum(b for b, _ in inventory.values())
+    result.attachments = sum(a for _, a in inventory.values())
+    result.duplicates = sum(b - 1 for b, _ in inventory.values() if b > 1)
+    result.extra = harness.extra_summary()
+    return result
+
+
+def _examples(terminal: Terminal, keys: list[str]) -> dict[str, str]:
+    """One attached and one failed item key, for ``billstream audit``."""
+    out: dict[str, str] = {}
+    for key in keys:
+        ev = terminal.state[key][1]
+        name = "attached" if ev.stage is Stage.ATTACHED else "failed"
+        out.setdefault(name, key)
+    return out
+
+
+def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
+    base = base or Settings()
+    data_dir = opts.data_dir or base.data_dir / "demo"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    tenants = load_tenants(base.tenants_file)
+    settings = base.model_copy(
+        update={"data_dir": data_dir, "tenants_file": data_dir / "tenants.toml"}
+    )
+    if base.kafka_url:
+        # A shared Kafka: give this run its own topics and consumer group.
+        run = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+        settings = settings.model_copy(
+            update={"topic_prefix": f"demo-{run}.", "app_id": f"billstream-demo-{run}"}
+        )
+    harness = harness_for(opts.ledger)
+    harness.start(data_dir, tenants)
+    try:
+        _write_tenants(settings.tenants_file, tenants, harness)
+        if opts.scenario == "period-reopen":
+            for tenant in tenants.all():
+                harness.close_period(tenant, REOPEN_PERIOD)
+        with kafka_for(settings) as kafka_url:
+            return asyncio.run(_run(opts, settings, kafka_url, harness, tenants, harness.env()))
+    finally:
+        with contextlib.suppress(Exception):
+            harness.stop()

@@ -1,0 +1,74 @@
+"""Reading the event log back: whole topics (replay), one item's partition (audit), tails.
+
+The log is the audit trail, so these readers use plain consumers with no group: reading
+never moves any worker's offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from domain.events import Envelope
+from streams.broker import bootstrap_of
+
+
+@dataclass(frozen=True)
+class Logged:
+    topic: str
+    partition: int
+    offset: int
+    event: Envelope
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives ``key``: where it lives."""
+    all_partitions = list(range(partitions))
+    return int(DefaultPartitioner()(key.encode(), all_partitions, all_partitions))
+
+
+async def read_topics(
+    kafka_url: str, topics: list[str], *, key: str | None = None
+) -> AsyncIterator[Logged]:
+    """Every event of ``topics`` from the beginning to the current end (or only ``key``'s)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_of(kafka_url), enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    try:
+        tps: list[TopicPartition] = []
+        for topic in topics:
+            parts = sorted(consumer.partitions_for_topic(topic) or [])
+            if not parts:
+                await consumer.topics()  # refresh metadata once for topics seen late
+                parts = sorted(consumer.partitions_for_topic(topic) or [])
+            if key is not None and parts:
+                parts = [partition_of(key, len(parts))]
+            tps += [TopicPartition(topic, p) for p in parts]
+        if not tps:
+            return
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        continue
+                    if key is not None and record.key != key.encode():
+                        continue
+                    if record.value is None:
+                        continue
+                    yield Logged(
+                        tp.topic, tp.partition, record.offset, Envelope.from_bytes(record.value)
+                    )
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()

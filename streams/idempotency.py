@@ -1,0 +1,164 @@
+"""``once``: run a stage at most once per item, retrying transient failures in place.
+
+DESIGN §4: stages run at-least-once; each makes its effect idempotent. ``once`` looks in the
+stage's changelog-backed table first: an item that already passed re-emits the recorded
+result and repeats no side effect. Only a newer attempt (a replay) re-runs a recorded
+failure. Within a process a per-item lock stops two deliveries of one item from racing;
+across processes Kafka's partitioning gives each item to one worker at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+from weakref import WeakValueDictionary
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+)
+
+from domain.errors import Problem, Reason, StageError
+from domain.events import Envelope, Failure, Received, Stage, Work
+from streams import metrics
+from streams.stages import StageContext
+from streams.wiring import Ports
+
+log = logging.getLogger("billstream.stage")
+
+StageFn = Callable[[Any, StageContext], Awaitable[Work]]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    source: Stage
+    target: Stage
+    fn: StageFn
+
+
+@dataclass(frozen=True)
+class Outcome:
+    event: Envelope
+    replayed: bool  # True: re-emitted from the table, nothing was done again
+
+
+class _Unexpected(StageError):
+    """A bug or an unmapped library error: retried like a transient, then parked."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, StageError) and (exc.transient or isinstance(exc, _Unexpected))
+
+
+def _wait(max_seconds: float) -> Callable[[RetryCallState], float]:
+    def wait(state: RetryCallState) -> float:
+        # Capped exponential backoff with full jitter; a server's Retry-After wins if longer.
+        backoff = random.uniform(0, min(max_seconds, 0.2 * 2 ** (state.attempt_number - 1)))
+        exc = state.outcome.exception() if state.outcome else None
+        hint = exc.retry_after if isinstance(exc, StageError) and exc.retry_after else 0.0
+        return max(backoff, min(hint, max_seconds))
+
+    return wait
+
+
+def _context(event: Envelope, ports: Ports) -> StageContext:
+    tenant = ports.tenant(event.tenant)
+    data = event.data
+    received_at = data.received_at if isinstance(data, Work) else event.time
+    return StageContext(
+        tenant=tenant,
+        ledger=ports.ledger(event.tenant),
+        documents=ports.documents,
+        received_at=received_at,
+        subject=event.subject,
+        today=ports.today(),
+    )
+
+
+async def run_stage(event: Envelope, spec: StageSpec, ports: Ports) -> Envelope:
+    """Run the stage function with in-place retries; a ``Failure`` event when it gives up."""
+    try:
+        ctx = _context(event, ports)
+    except KeyError as exc:
+        err = StageError(
+            Reason.VALIDATION,
+            f"Tenant {event.tenant!r} is not in the tenants file: {exc.args[0]}",
+            problems=[Problem(code="unknown_tenant", field="tenant", message=str(exc.args[0]))],
+        )
+        return event.follow(Stage.FAILED, Failure.of(err, event))
+    if not isinstance(event.data, Received | Work):
+        err = StageError(Reason.VALIDATION, f"{spec.name} cannot process a {event.type} event")
+        return event.follow(Stage.FAILED, Failure.of(err, event))
+    settings = ports.settings
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(settings.retry_attempts),
+            wait=_wait(settings.retry_max_seconds),
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+            before_sleep=lambda s: log.warning(
+                "%s %s: retrying after %s",
+                spec.name,
+                event.subject,
+                s.outcome.exception() if s.outcome else "?",
+            ),
+        ):
+            with attempt:
+                try:
+                    result = await spec.fn(event.data, ctx)
+                except StageError:
+                    raise
+                except Exception as exc:
+                    log.exception("%s %s: unexpected error", spec.name, event.subject)
+                    raise _Unexpected(
+                        Reason.UNAVAILABLE, f"unexpected error: {type(exc).__name__}: {exc}"
+                    ) from exc
+    except StageError as err:
+        return event.follow(Stage.FAILED, Failure.of(err, event))
+    return event.follow(spec.target, result)
+
+
+class Once:
+    """The idempotency wrapper shared by every stage agent."""
+
+    def __init__(self, ports: Ports) -> None:
+        self.ports = ports
+        self._locks: WeakValueDictionary[tuple[str, str], asyncio.Lock] = WeakValueDictionary()
+
+    def _lock(self, stage: str, key: str) -> asyncio.Lock:
+        lock = self._locks.get((stage, key))
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[(stage, key)] = lock
+        return lock
+
+    async def __call__(
+        self, event: Envelope, spec: StageSpec, done: MutableMapping[bytes, bytes]
+    ) -> Outcome:
+        key = event.subject.encode()
+        async with self._lock(spec.name, event.subject):
+            recorded = done.get(key)
+            if recorded is not None:
+                previous = Envelope.from_bytes(recorded)
+                # A success is final; a failure is re-run only by a newer attempt (a replay).
+                if previous.stage is not Stage.FAILED or previous.attempt >= event.attempt:
+                    metrics.record_stage(spec.name, event.tenant, "replayed", 0.0)
+                    return Outcome(previous, replayed=True)
+            started = time.perf_counter()
+            out = await run_stage(event, spec, self.ports)
+            done[key] = out.to_bytes()
+        outcome = "failed" if out.stage is Stage.FAILED else "ok"
+        metrics.record_stage(spec.name, event.tenant, outcome, time.perf_counter() - started)
+        if out.stage is Stage.ATTACHED and isinstance(out.data, Work):
+            age = dt.datetime.now(dt.UTC) - out.data.received_at
+            metrics.record_attached(event.tenant, age.total_seconds())
+        return Outcome(out, replayed=False)

@@ -1,0 +1,74 @@
+"""Running things: which Kafka to use, and the worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from types import FrameType
+
+from streams.broker import EmbeddedBroker
+from streams.config import Settings
+
+log = logging.getLogger("billstream")
+
+
+@contextlib.contextmanager
+def kafka_for(settings: Settings) -> Iterator[str]:
+    """The configured Kafka, or an embedded broker under ``data_dir`` for as long as needed.
+
+    SIGTERM is turned into a normal exit first, so the broker is stopped on Ctrl-C, SIGTERM
+    and any error alike.
+    """
+    if settings.kafka_url:
+        yield settings.kafka_url
+        return
+    broker = EmbeddedBroker(settings.broker_dir)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    if previous in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _terminate)
+    broker.start()
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
+        if previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def run_worker(settings: Settings, kafka_url: str) -> int:
+    """Run the stage agents until SIGTERM/SIGINT. Blocks; returns the exit code."""
+    import faust
+
+    from streams import metrics
+    from streams.app import create_app
+    from streams.topics import ensure_topics
+    from streams.wiring import Ports
+
+    asyncio.run(ensure_topics(settings, kafka_url))
+    ports = Ports.from_settings(settings)
+    pipeline = create_app(settings, kafka_url, ports)
+    if settings.metrics_port >= 0:
+        port = metrics.serve(settings.metrics_host, settings.metrics_port)
+        print(f"metrics: http://{settings.metrics_host}:{port}/metrics", file=sys.stderr)
+    worker = faust.Worker(
+        pipeline.app,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(ports.aclose())
+    return 0

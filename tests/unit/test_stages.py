@@ -1,0 +1,150 @@
+"""Every stage function, called directly over the local ledger (no Kafka)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from domain.errors import LedgerError, Reason, StageError
+from domain.events import Envelope, Received, Stage, Work
+from domain.models import DocumentRef
+from streams import stages
+from streams.idempotency import _context
+from streams.wiring import Ports
+from tests.conftest import dext_item, ledger_of
+
+
+def ctx_for(ports: Ports, tenant: str = "t1", item_id: str = "DX-1") -> stages.StageContext:
+    ev = Envelope.new(stage=Stage.RECEIVED, subject=f"{tenant}:{item_id}",
+                      data=Received(item={"id": item_id}), source="test")
+    return _context(ev, ports)
+
+
+async def through(ports: Ports, item: dict, upto: str, tenant: str = "t1") -> Work:
+    ctx = ctx_for(ports, tenant, item["id"])
+    work = await stages.validate(Received(item=item), ctx)
+    for name in ("resolve_vendor", "create_bill", "attach"):
+        if name == upto:
+            return work
+        work = await getattr(stages, name)(work, ctx)
+    return work
+
+
+async def test_validate_codes_the_bill(ports: Ports) -> None:
+    work = await stages.validate(Received(item=dext_item()), ctx_for(ports))
+    assert work.bill.item_key == "t1:DX-1"
+    assert work.bill.lines[0].gl_account == "7500"
+    assert work.bill.total == work.invoice.total
+    assert work.vendor is None and work.ledger_bill is None
+
+
+async def test_validate_fails_with_every_problem(ports: Ports) -> None:
+    item = dext_item(invoice_number=None, date=None)
+    with pytest.raises(StageError) as err:
+        await stages.validate(Received(item=item), ctx_for(ports))
+    assert err.value.reason is Reason.VALIDATION
+    fields = {p.field for p in err.value.problems}
+    assert {"invoice_number", "date"} <= fields
+
+
+async def test_validate_uses_the_sources_document(ports: Ports) -> None:
+    ref = DocumentRef(url="file:///elsewhere/x.pdf", filename="x.pdf")
+    work = await stages.validate(Received(item=dext_item(), document=ref), ctx_for(ports))
+    assert work.invoice.document == ref
+
+
+async def test_validate_refuses_an_item_whose_id_is_not_its_key(ports: Ports) -> None:
+    with pytest.raises(StageError, match="does not match"):
+        await stages.validate(Received(item=dext_item(id="DX-9")), ctx_for(ports))
+
+
+async def test_resolve_vendor_creates_once_then_finds(ports: Ports) -> None:
+    first = await through(ports, dext_item(), "create_bill")
+    again = await through(ports, dext_item(id="DX-2", payee="VIKING DIRECT LIMITED"), "create_bill")
+    assert first.vendor is not None and again.vendor == first.vendor
+    assert len(ledger_of(ports, "t1").writes("create_vendor")) == 1
+
+
+async def test_resolve_vendor_refuses_when_auto_create_is_off(ports: Ports) -> None:
+    item = dext_item(currency="USD", line_items=[], category="Office Supplies")
+    with pytest.raises(StageError) as err:
+        await through(ports, item, "create_bill", tenant="t2")
+    assert err.value.reason is Reason.VENDOR_NOT_FOUND
+
+
+async def test_create_bill_posts_a_draft(ports: Ports) -> None:
+    work = await through(ports, dext_item(), "attach")
+    assert work.ledger_bill is not None
+    assert work.ledger_bill.state == "draft"
+    assert work.ledger_bill.item_key == "t1:DX-1"
+
+
+async def test_create_bill_adopts_its_own_bill_on_a_second_run(ports: Ports) -> None:
+    ctx = ctx_for(ports)
+    work = await through(ports, dext_item(), "create_bill")
+    first = await stages.create_bill(work, ctx)
+    second = await stages.create_bill(work, ctx)
+    assert second.ledger_bill == first.ledger_bill
+    assert any("adopted" in n for n in second.notes)
+    assert len(ledger_of(ports, "t1").writes("create_draft_bill")) == 1
+
+
+async def test_create_bill_parks_another_channels_bill_as_duplicate(ports: Ports) -> None:
+    await through(ports, dext_item(), "attach")
+    twin = await through(ports, dext_item(id="DX-2"), "create_bill")
+    with pytest.raises(StageError) as err:
+        await stages.create_bill(twin, ctx_for(ports, item_id="DX-2"))
+    assert err.value.reason is Reason.DUPLICATE
+    assert "already exists" in err.value.message
+    assert len(ledger_of(ports, "t1").writes("create_draft_bill")) == 1
+
+
+async def test_closed_period_holds_by_default(ports: Ports) -> None:
+    ledger_of(ports, "t1").close_period("2026-10")
+    work = await through(ports, dext_item(), "create_bill")
+    with pytest.raises(LedgerError) as err:
+        await stages.create_bill(work, ctx_for(ports))
+    assert err.value.reason is Reason.PERIOD_CLOSED
+
+
+async def test_closed_period_redates_when_the_tenant_says_so(ports: Ports) -> None:
+    ledger = ledger_of(ports, "t2")
+    vendor = await ledger.create_vendor("Staples")
+    ledger.close_period("2026-10")
+    item = dext_item(payee="Staples", currency="USD", line_items=[])
+    work = await stages.validate(Received(item=item), ctx_for(ports, "t2"))
+    work = work.model_copy(update={"vendor": vendor})
+    made = await stages.create_bill(work, ctx_for(ports, "t2"))
+    assert made.ledger_bill is not None
+    assert made.ledger_bill.date == dt.date(2026, 11, 1)
+    assert made.bill.date == dt.date(2026, 11, 1)
+    assert any("posted on 2026-11-01" in n for n in made.notes)
+
+
+async def test_attach_uploads_the_document_once(ports: Ports) -> None:
+    work = await through(ports, dext_item(), "attach")
+    ctx = ctx_for(ports)
+    done = await stages.attach(work, ctx)
+    again = await stages.attach(work, ctx)
+    assert done.attachment is not None and again.attachment == done.attachment
+    assert done.attachment.size > 0
+    assert len(ledger_of(ports, "t1").writes("attach_document")) == 1
+
+
+async def test_attach_without_a_document_is_document_unavailable(ports: Ports) -> None:
+    work = await through(ports, dext_item(document=None), "attach")
+    with pytest.raises(StageError) as err:
+        await stages.attach(work, ctx_for(ports))
+    assert err.value.reason is Reason.DOCUMENT_UNAVAILABLE
+
+
+async def test_attach_refuses_a_document_outside_allowed_folders(ports: Ports, tmp_path) -> None:
+    stray = tmp_path / "stray.pdf"
+    stray.write_bytes(b"%PDF-1.4 stray")
+    item = dext_item(document={"url": stray.as_uri(), "filename": "stray.pdf"})
+    work = await through(ports, item, "attach")
+    with pytest.raises(StageError) as err:
+        await stages.attach(work, ctx_for(ports))
+    assert err.value.reason is Reason.DOCUMENT_UNAVAILABLE
+    assert "not one this tenant allows" in err.value.message
