@@ -222,7 +222,7 @@ def round_money(amount: Decimal, currency: str) -> Decimal:
 
 def _refuse_float(value: Any) -> Any:
     if isinstance(value, float):
-        raise TypeError("money must be a Decimal or a decimal string, never a float")
+        raise ValueError("money must be a Decimal or a decimal string, never a float")
     if isinstance(value, Decimal) and not value.is_finite():
         raise ValueError("money must be a finite number")
     if isinstance(value, str):

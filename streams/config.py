@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     tenants_file: Path = REPO_ROOT / "tenants.example.toml"
     document_dirs: list[Path] = Field(default_factory=lambda: [SAMPLES_DIR])
     metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 = pick a free port")
+    metrics_port: int = Field(
+        default=9464, ge=-1, le=65535, description="0 = pick a free port, -1 = no endpoint"
+    )
     # Transient failures (rate_limited, unavailable) are retried in place this many times,
     # with capped exponential backoff and jitter, before the item is parked.
     retry_attempts: int = Field(default=6, ge=1)
