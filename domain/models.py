@@ -64,6 +64,7 @@ class InvoiceLine(Model):
     tax: Money
     total: Money
     tax_rate: Decimal | None = None  # percent, e.g. 20
+    extra: dict[str, Any] = Field(default_factory=dict)  # unknown Dext line fields, kept
 
 
 class Invoice(Model):

@@ -50,6 +50,7 @@ def create_app(settings: Settings, kafka_url: str, ports: Ports) -> Pipeline:
         # changelog is quick at AP volumes, so tables keep one active copy.
         table_standby_replicas=0,
         stream_wait_empty=False,
+        consumer_group_instance_id=settings.group_instance_id,
     )
     pipeline = Pipeline(app=app, settings=settings, ports=ports)
     for stage in Stage:

@@ -36,13 +36,14 @@ def describe(event: Envelope) -> tuple[str, str]:
             f"{data.bill.vendor_name} {data.bill.number} {data.bill.currency} "
             f"{data.bill.total}{' (credit)' if data.bill.credit_note else ''}"
         ]
+        vendor_notes = [n for n in data.notes if n.startswith("vendor ")]
         if event.stage is Stage.VENDOR_RESOLVED and data.vendor:
-            bits.append(f"vendor {data.vendor.id}")
+            bits += vendor_notes or [f"vendor {data.vendor.id} found"]
         if event.stage is Stage.BILL_CREATED and data.ledger_bill:
-            bits.append(f"bill {data.ledger_bill.id}")
+            bits.append(f"draft bill {data.ledger_bill.id}")
+            bits += [n for n in data.notes if n not in vendor_notes]
         if event.stage is Stage.ATTACHED and data.attachment:
             bits.append(f"attachment {data.attachment.id} sha256 {data.attachment.sha256[:12]}")
-        bits += data.notes if event.stage in (Stage.VENDOR_RESOLVED, Stage.BILL_CREATED) else []
         return "ok", "; ".join(bits)
     item = data.item
     return "ok", (

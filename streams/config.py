@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # flight lets the Intacct client coalesce bills into one request. Per-item order holds:
     # an item has one event per stage, and a per-item lock guards redeliveries.
     stage_concurrency: int = Field(default=8, ge=1, le=64)
+    # Static group membership (KIP-345): a worker restarted with the same id takes its
+    # partitions back at once instead of waiting for the dead member's session to lapse.
+    group_instance_id: str | None = None
     # Faust group timing: short enough that a killed worker's partitions move on quickly.
     session_timeout: float = 10.0
     heartbeat_interval: float = 1.0

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class DemoResult:
     ledger: str = "local"
     scenario: str = "basic"
     data_dir: str = ""
+    topic_prefix: str = ""
     examples: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     inventory: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -72,6 +74,7 @@ class DemoResult:
             "ledger": self.ledger,
             "scenario": self.scenario,
             "data_dir": self.data_dir,
+            "topic_prefix": self.topic_prefix,
             "examples": self.examples,
         }
         out.update(self.extra)
@@ -178,6 +181,7 @@ def _start_worker(
         "BILLSTREAM_APP_ID": settings.app_id,
         "BILLSTREAM_PARTITIONS": str(settings.partitions),
         "BILLSTREAM_METRICS_PORT": str(metrics_port),
+        "BILLSTREAM_GROUP_INSTANCE_ID": f"{settings.app_id}-demo-worker",
     }
     with open(log, "ab") as out:
         return subprocess.Popen(
@@ -220,7 +224,12 @@ async def _run(
 ) -> DemoResult:
     from tqdm import tqdm
 
-    result = DemoResult(ledger=opts.ledger, scenario=opts.scenario, data_dir=str(settings.data_dir))
+    result = DemoResult(
+        ledger=opts.ledger,
+        scenario=opts.scenario,
+        data_dir=str(settings.data_dir),
+        topic_prefix=settings.topic_prefix,
+    )
     await ensure_topics(settings, kafka_url)
     samples = sample_items(opts.items)
     events = [
@@ -314,7 +323,7 @@ def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
     )
     if base.kafka_url:
         # A shared Kafka: give this run its own topics and consumer group.
-        run = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+        run = f"{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
         settings = settings.model_copy(
             update={"topic_prefix": f"demo-{run}.", "app_id": f"billstream-demo-{run}"}
         )

@@ -67,12 +67,22 @@ def dext_item(**over: Any) -> dict[str, Any]:
         "vat_amount": "20.00",
         "category": "Office Supplies",
         "line_items": [
-            {"description": "Paper", "category": "Office Supplies", "quantity": "2",
-             "unit_price": "50.00", "net_amount": "100.00", "tax_amount": "20.00",
-             "total_amount": "120.00", "tax_rate": "20"},
+            {
+                "description": "Paper",
+                "category": "Office Supplies",
+                "quantity": "2",
+                "unit_price": "50.00",
+                "net_amount": "100.00",
+                "tax_amount": "20.00",
+                "total_amount": "120.00",
+                "tax_rate": "20",
+            },
         ],
-        "document": {"url": (DOCUMENTS_DIR / "DX-100001.pdf").as_uri(),
-                     "filename": "DX-100001.pdf", "content_type": "application/pdf"},
+        "document": {
+            "url": (DOCUMENTS_DIR / "DX-100001.pdf").as_uri(),
+            "filename": "DX-100001.pdf",
+            "content_type": "application/pdf",
+        },
     }
     item.update(over)
     return item

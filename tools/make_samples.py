@@ -72,6 +72,10 @@ def q(x: Decimal) -> Decimal:
     return x.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def initials(name: str) -> str:
+    return "".join(w[0] for w in name.split()[:2]).upper()
+
+
 def make_item(rng: random.Random, n: int, book: dict, day: dt.date, **over: object) -> dict:
     TENANT_OF[f"DX-{100000 + n}"] = book["tenant"]
     name, currency, category, code, rate, vat_no = rng.choice(book["suppliers"])
@@ -104,7 +108,7 @@ def make_item(rng: random.Random, n: int, book: dict, day: dt.date, **over: obje
         "client": book["client"],
         "payee": name,
         "payee_tax_number": vat_no,
-        "invoice_number": f"{''.join(w[0] for w in name.split()[:2]).upper()}-{rng.randint(1000, 99999)}",
+        "invoice_number": f"{initials(name)}-{rng.randint(1000, 99999)}",
         "date": day.isoformat(),
         "due_date": (day + dt.timedelta(days=rng.choice([14, 30, 30, 60]))).isoformat(),
         "currency": currency,
@@ -246,7 +250,9 @@ def main() -> None:
         doc = ROOT / item["document"]["url"]
         if not doc.exists():
             doc.write_bytes(pdf_for(item))
-    print(f"{len(items)} items ({len(bad)} bad) and {len(list((ROOT / 'documents').iterdir()))} PDFs")
+    print(
+        f"{len(items)} items ({len(bad)} bad) and {len(list((ROOT / 'documents').iterdir()))} PDFs"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import click
@@ -29,6 +30,12 @@ def worker(metrics_port: int | None) -> None:
     settings = Settings()
     if metrics_port is not None:
         settings = settings.model_copy(update={"metrics_port": metrics_port})
+    if settings.kafka_url is None and settings.group_instance_id is None:
+        # noida-db 0.2.3 keeps a SIGKILLed member as group leader and wedges the group;
+        # a static member id lets the restarted worker take its place at once.
+        settings = settings.model_copy(
+            update={"group_instance_id": f"embedded-{socket.gethostname()}"}
+        )
     with kafka_for(settings) as url:
         code = run_worker(settings, url)
     raise SystemExit(code)

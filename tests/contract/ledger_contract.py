@@ -24,16 +24,37 @@ from domain.ports import Ledger
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
-def draft(vendor: str, number: str, *, day: dt.date = dt.date(2026, 10, 15), credit: bool = False,
-          key: str | None = None) -> DraftBill:
+def draft(
+    vendor: str,
+    number: str,
+    *,
+    day: dt.date = dt.date(2026, 10, 15),
+    credit: bool = False,
+    key: str | None = None,
+) -> DraftBill:
     lines = [
-        BillLine(description="Toner & paper <A4>", gl_account="7500", quantity=Decimal(2),
-                 unit_price=Decimal("50.00"), net=Decimal("100.00"), tax=Decimal("20.00"),
-                 total=Decimal("120.00"), tax_code="S20", tax_rate=Decimal(20),
-                 dimensions=Dimensions(department="FIN")),
-        BillLine(description="Delivery", gl_account="7400", unit_price=Decimal("10.50"),
-                 net=Decimal("10.50"), tax=Decimal("2.10"), total=Decimal("12.60"),
-                 tax_code="S20", tax_rate=Decimal(20)),
+        BillLine(
+            description="Toner & paper <A4>",
+            gl_account="7500",
+            quantity=Decimal(2),
+            unit_price=Decimal("50.00"),
+            net=Decimal("100.00"),
+            tax=Decimal("20.00"),
+            total=Decimal("120.00"),
+            tax_code="S20",
+            tax_rate=Decimal(20),
+            dimensions=Dimensions(department="FIN"),
+        ),
+        BillLine(
+            description="Delivery",
+            gl_account="7400",
+            unit_price=Decimal("10.50"),
+            net=Decimal("10.50"),
+            tax=Decimal("2.10"),
+            total=Decimal("12.60"),
+            tax_code="S20",
+            tax_rate=Decimal(20),
+        ),
     ]
     return DraftBill(
         item_key=key or f"contract:{uuid.uuid4().hex[:12]}",

@@ -16,9 +16,13 @@ from tests.conftest import dext_item
 
 
 def received(item_id: str = "DX-1", attempt: int = 1) -> Envelope:
-    return Envelope.new(stage=Stage.RECEIVED, subject=f"t1:{item_id}",
-                        data=Received(item=dext_item(id=item_id)), source="test",
-                        attempt=attempt)
+    return Envelope.new(
+        stage=Stage.RECEIVED,
+        subject=f"t1:{item_id}",
+        data=Received(item=dext_item(id=item_id)),
+        source="test",
+        attempt=attempt,
+    )
 
 
 def test_cloudevents_attributes() -> None:
@@ -73,9 +77,21 @@ def test_items_read_from_json_keep_exact_amount_text() -> None:
 def test_money_travels_as_strings() -> None:
     from domain.models import LedgerBill
 
-    bill = LedgerBill(id="B-1", vendor_id="V-1", number="1", date=dt.date(2026, 1, 1),
-                      currency="GBP", total=Decimal("10.10"))
+    bill = LedgerBill(
+        id="B-1",
+        vendor_id="V-1",
+        number="1",
+        date=dt.date(2026, 1, 1),
+        currency="GBP",
+        total=Decimal("10.10"),
+    )
     assert orjson.loads(bill.model_dump_json())["total"] == "10.10"
     with pytest.raises(ValidationError):
-        LedgerBill(id="B-1", vendor_id="V-1", number="1", date=dt.date(2026, 1, 1),
-                   currency="GBP", total=10.1)  # type: ignore[arg-type]
+        LedgerBill(
+            id="B-1",
+            vendor_id="V-1",
+            number="1",
+            date=dt.date(2026, 1, 1),
+            currency="GBP",
+            total=10.1,
+        )  # type: ignore[arg-type]

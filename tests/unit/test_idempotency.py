@@ -16,8 +16,13 @@ VALIDATE = StageSpec("validate", Stage.RECEIVED, Stage.VALIDATED, stages.validat
 
 
 def received(item: dict, attempt: int = 1) -> Envelope:
-    return Envelope.new(stage=Stage.RECEIVED, subject=f"t1:{item['id']}",
-                        data=Received(item=item), source="test", attempt=attempt)
+    return Envelope.new(
+        stage=Stage.RECEIVED,
+        subject=f"t1:{item['id']}",
+        data=Received(item=item),
+        source="test",
+        attempt=attempt,
+    )
 
 
 async def pipeline(ports: Ports, ev: Envelope, done: dict[str, dict]) -> Envelope:
@@ -66,8 +71,13 @@ async def test_failure_is_re_emitted_on_redelivery_but_re_run_on_replay(ports: P
     ev = again
     for name in ("create_bill", "attach"):
         source, target = stages.STAGES[name]
-        ev = (await once(ev, StageSpec(name, source, target, getattr(stages, name)),
-                         done[name] if name in done else done.setdefault(name, {}))).event
+        ev = (
+            await once(
+                ev,
+                StageSpec(name, source, target, getattr(stages, name)),
+                done[name] if name in done else done.setdefault(name, {}),
+            )
+        ).event
     assert ev.stage is Stage.ATTACHED and ev.attempt == 2
     assert len(ledger_of(ports, "t1").writes("create_draft_bill")) == 1
 
@@ -101,8 +111,9 @@ async def test_transient_errors_are_retried_in_place(ports: Ports) -> None:
             raise LedgerError(Reason.UNAVAILABLE, "Sage is down", retry_after=0.01)
         return await stages.validate(data, ctx)
 
-    out = await run_stage(received(dext_item()), StageSpec("v", Stage.RECEIVED,
-                                                           Stage.VALIDATED, flaky), ports)
+    out = await run_stage(
+        received(dext_item()), StageSpec("v", Stage.RECEIVED, Stage.VALIDATED, flaky), ports
+    )
     assert out.stage is Stage.VALIDATED
     assert tries == 3
 
@@ -115,8 +126,9 @@ async def test_transient_errors_park_when_the_budget_runs_out(ports: Ports) -> N
         tries += 1
         raise LedgerError(Reason.RATE_LIMITED, "429 Too Many Requests")
 
-    out = await run_stage(received(dext_item()), StageSpec("v", Stage.RECEIVED,
-                                                           Stage.VALIDATED, down), ports)
+    out = await run_stage(
+        received(dext_item()), StageSpec("v", Stage.RECEIVED, Stage.VALIDATED, down), ports
+    )
     assert isinstance(out.data, Failure)
     assert out.data.reason is Reason.RATE_LIMITED
     assert tries == ports.settings.retry_attempts
@@ -130,8 +142,9 @@ async def test_permanent_errors_are_not_retried(ports: Ports) -> None:
         tries += 1
         raise LedgerError(Reason.AUTH, "XL03000006 sender not authorised")
 
-    out = await run_stage(received(dext_item()), StageSpec("v", Stage.RECEIVED,
-                                                           Stage.VALIDATED, refused), ports)
+    out = await run_stage(
+        received(dext_item()), StageSpec("v", Stage.RECEIVED, Stage.VALIDATED, refused), ports
+    )
     assert isinstance(out.data, Failure) and out.data.reason is Reason.AUTH
     assert tries == 1
 
@@ -140,16 +153,18 @@ async def test_a_bug_is_parked_with_its_type_not_lost(ports: Ports) -> None:
     async def buggy(data: Received, ctx: stages.StageContext) -> Work:
         raise KeyError("oops")
 
-    out = await run_stage(received(dext_item()), StageSpec("v", Stage.RECEIVED,
-                                                           Stage.VALIDATED, buggy), ports)
+    out = await run_stage(
+        received(dext_item()), StageSpec("v", Stage.RECEIVED, Stage.VALIDATED, buggy), ports
+    )
     assert isinstance(out.data, Failure)
     assert out.data.reason is Reason.UNAVAILABLE
     assert "KeyError" in out.data.message
 
 
 async def test_unknown_tenant_parks_with_a_clear_reason(ports: Ports) -> None:
-    ev = Envelope.new(stage=Stage.RECEIVED, subject="nobody:DX-1",
-                      data=Received(item=dext_item()), source="test")
+    ev = Envelope.new(
+        stage=Stage.RECEIVED, subject="nobody:DX-1", data=Received(item=dext_item()), source="test"
+    )
     out = await run_stage(ev, VALIDATE, ports)
     assert isinstance(out.data, Failure)
     assert out.data.problems[0].code == "unknown_tenant"

@@ -16,8 +16,12 @@ from tests.conftest import dext_item, ledger_of
 
 
 def ctx_for(ports: Ports, tenant: str = "t1", item_id: str = "DX-1") -> stages.StageContext:
-    ev = Envelope.new(stage=Stage.RECEIVED, subject=f"{tenant}:{item_id}",
-                      data=Received(item={"id": item_id}), source="test")
+    ev = Envelope.new(
+        stage=Stage.RECEIVED,
+        subject=f"{tenant}:{item_id}",
+        data=Received(item={"id": item_id}),
+        source="test",
+    )
     return _context(ev, ports)
 
 

@@ -5,7 +5,8 @@
 #                               skipped when already there for the same version)
 #   kafka.sh start DIR PORT     write DIR/server.properties, format DIR/data once, start the broker in the
 #                               background (PID in DIR/kafka.pid, output in DIR/kafka.log), wait until
-#                               127.0.0.1:PORT answers a Metadata request (timeout KAFKA_START_TIMEOUT, 90 s)
+#                               127.0.0.1:PORT answers Metadata and ListGroups (KAFKA_START_TIMEOUT, 90 s);
+#                               prints HOST:PORT (the bootstrap address) on stdout
 #   kafka.sh stop DIR           SIGTERM the broker, wait up to 30 s, then SIGKILL; removes only DIR/kafka.pid
 #   kafka.sh status DIR         exit 0 if the broker of DIR is running and answers on its port
 #
@@ -30,7 +31,7 @@ die() { echo "kafka.sh: $*" >&2; exit 1; }
 log() { echo "kafka.sh: $*" >&2; }
 
 usage() {
-  sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -58,8 +59,13 @@ cmd_fetch() {
   local tmp
   tmp="$(mktemp -d "$HERE/target/libs.tmp.XXXXXX")"
   log "fetching Kafka $KAFKA_VERSION jars with mvn into $LIBS"
-  if ! mvn -q -B -f "$HERE/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
-         dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp"; then
+  # Offline first (everything cached in ~/.m2: no network at all), then online.
+  # mvn output goes to a file (Debian's Maven 3.8 prints ANSI resets even with -q) and is shown on failure.
+  local -a mvn_args=(-q -B -f "$HERE/pom.xml" -Dkafka.version="$KAFKA_VERSION"
+                     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp")
+  if ! mvn -o "${mvn_args[@]}" > "$HERE/target/mvn-fetch.log" 2>&1 \
+     && ! mvn "${mvn_args[@]}" > "$HERE/target/mvn-fetch.log" 2>&1; then
+    cat "$HERE/target/mvn-fetch.log" >&2
     rm -rf "$tmp"
     die "mvn could not fetch Kafka $KAFKA_VERSION"
   fi
@@ -112,42 +118,55 @@ finally:
 PY
 }
 
-# Send a Metadata v4 request (all topics) and succeed if the answer lists a broker on HOST:PORT.
-probe_metadata() { # PORT
+# Readiness probe, one connection to HOST:PORT:
+#  1. Metadata v4 (all topics) must list a broker on HOST:PORT;
+#  2. ListGroups v1 must answer error 0, i.e. the group coordinator has finished loading
+#     __consumer_offsets (after a restart it answers COORDINATOR_LOAD_IN_PROGRESS for a moment).
+probe() { # PORT
   python3 - "$HOST" "$1" <<'PY'
 import socket, struct, sys
 host, port = sys.argv[1], int(sys.argv[2])
 client = b"kafka.sh-probe"
-# request header v1: api_key=3 (Metadata), api_version=4, correlation_id, client_id
-# body v4: topics=null (all), allow_auto_topic_creation=false
-req = struct.pack(">hhih", 3, 4, 4242, len(client)) + client + struct.pack(">i?", -1, False)
-try:
-    s = socket.create_connection((host, port), timeout=3)
-    s.sendall(struct.pack(">i", len(req)) + req)
+
+def request(sock, api_key, version, corr, body):
+    req = struct.pack(">hhih", api_key, version, corr, len(client)) + client + body
+    sock.sendall(struct.pack(">i", len(req)) + req)
     def recv(n):
         b = b""
         while len(b) < n:
-            c = s.recv(n - len(b))
+            c = sock.recv(n - len(b))
             if not c:
                 raise OSError("connection closed")
             b += c
         return b
     (size,) = struct.unpack(">i", recv(4))
     data = recv(size)
-    s.close()
-    corr, _throttle, nbrokers = struct.unpack_from(">iii", data, 0)
-    off, brokers = 12, []
-    for _ in range(nbrokers):
-        (node,) = struct.unpack_from(">i", data, off); off += 4
-        (hl,) = struct.unpack_from(">h", data, off); off += 2
-        bhost = data[off:off + hl].decode(); off += hl
-        (bport,) = struct.unpack_from(">i", data, off); off += 4
-        (rl,) = struct.unpack_from(">h", data, off); off += 2 + max(rl, 0)
-        brokers.append((node, bhost, bport))
-    ok = corr == 4242 and any(p == port for _, _, p in brokers)
-    if ok:
-        print(f"metadata ok: brokers={brokers}")
-    sys.exit(0 if ok else 1)
+    (got,) = struct.unpack_from(">i", data, 0)
+    if got != corr:
+        raise OSError("bad correlation id")
+    return data, 4
+
+try:
+    with socket.create_connection((host, port), timeout=3) as s:
+        # Metadata v4: topics=null (all), allow_auto_topic_creation=false
+        data, off = request(s, 3, 4, 1, struct.pack(">i?", -1, False))
+        _throttle, nbrokers = struct.unpack_from(">ii", data, off); off += 8
+        brokers = []
+        for _ in range(nbrokers):
+            (node,) = struct.unpack_from(">i", data, off); off += 4
+            (hl,) = struct.unpack_from(">h", data, off); off += 2
+            bhost = data[off:off + hl].decode(); off += hl
+            (bport,) = struct.unpack_from(">i", data, off); off += 4
+            (rl,) = struct.unpack_from(">h", data, off); off += 2 + max(rl, 0)
+            brokers.append((node, bhost, bport))
+        if not any(p == port for _, _, p in brokers):
+            sys.exit(1)
+        # ListGroups v1: empty body -> throttle_time_ms, error_code, groups
+        data, off = request(s, 16, 1, 2, b"")
+        _throttle, err = struct.unpack_from(">ih", data, off)
+        if err != 0:
+            sys.exit(1)
+    print(f"ready: brokers={brokers}")
 except (OSError, struct.error, UnicodeDecodeError):
     sys.exit(1)
 PY
@@ -179,6 +198,11 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# Fewer internal partitions than the default 50: a faster first group join / first transaction
+# and a faster restart (fewer logs to load) on a single test node.
+offsets.topic.num.partitions=4
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.num.partitions=4
 EOF
   mv "$dir/server.properties.tmp" "$dir/server.properties"
 
@@ -210,7 +234,7 @@ wait_ready() { # DIR PORT PID START_EPOCH
       rm -f "$dir/kafka.pid"
       return 1
     fi
-    if port_busy "$port" && probe_metadata "$port" >/dev/null; then
+    if probe "$port" >/dev/null; then
       return 0
     fi
     if (( $(date +%s) >= deadline )); then
@@ -218,7 +242,7 @@ wait_ready() { # DIR PORT PID START_EPOCH
       tail -n 60 "$dir/kafka.log" >&2 || true
       return 1
     fi
-    sleep 0.2
+    sleep 0.1
   done
 }
 
@@ -336,10 +360,10 @@ cmd_status() {
   pid="$(running_pid "$dir")"
   [[ -n "$pid" ]] || { echo "not running"; return 1; }
   port="$(prop "$dir/server.properties" advertised.listeners | sed -n 's/.*:\([0-9]*\)$/\1/p')"
-  if probe_metadata "$port" >/dev/null; then
+  if probe "$port" >/dev/null; then
     echo "running pid=$pid bootstrap=$HOST:$port"
   else
-    echo "pid $pid alive but $HOST:$port does not answer metadata"
+    echo "pid $pid alive but $HOST:$port is not ready (no metadata / group coordinator loading)"
     return 1
   fi
 }

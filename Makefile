@@ -1,0 +1,45 @@
+# billstream: every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint typecheck unit test-kafka bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("billstream needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job on the embedded default: broker, worker, local ledger, sample invoices.
+demo: $(STAMP)
+	$(BIN)/billstream demo --items 120
+
+## Lint, type-check, then every test layer (unit, contract, streams, integration on the
+## embedded broker, e2e, chaos).
+test: lint typecheck
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit tests/contract tests/streams
+
+## The broker-backed tests again, on genuine Apache Kafka 4.x fetched from Maven Central.
+test-kafka: $(STAMP)
+	tools/kafka/with-kafka.sh $(BIN)/pytest -q -m broker tests/integration tests/chaos tests/kafka
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench.run
+
+clean:
+	rm -rf .billstream .pytest_cache .mypy_cache .ruff_cache

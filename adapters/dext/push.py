@@ -1,0 +1,296 @@
+"""The signed push endpoint: ``POST /v1/items`` takes Dext-shaped JSON items from any tool
+(Make, Zapier, n8n, a script) and puts them on the received topic.
+
+A request carries three headers:
+
+- ``X-Billstream-Tenant``: the tenant id (the items go into that tenant's books);
+- ``X-Billstream-Timestamp``: Unix seconds, within 5 minutes of the server's clock;
+- ``X-Billstream-Signature: sha256=<hex>``: HMAC-SHA256 of ``timestamp + "." + raw body``
+  with the tenant's secret, from ``BILLSTREAM_PUSH_SECRET_<TENANT>`` (``acme-uk`` ->
+  ``BILLSTREAM_PUSH_SECRET_ACME_UK``; several comma-separated secrets are all accepted, so a
+  secret can be rotated without downtime).
+
+The body is one item or a JSON array of items (at most ``max_items``), each with its Dext
+``id``; a document is given by URL (``document.url``, ``document_url`` or ``image_url``), https
+from a host the tenant allows. Answers: ``202`` with the item key(s); ``401`` (headers, tenant,
+signature, timestamp), ``413`` (body over the cap), ``422`` (not JSON, not items, a refused
+document URL), ``409`` (an item already received with different content), ``503`` (the broker
+did not take it: send again). Every refusal is JSON ``{"reason", "message"}``.
+
+The same item pushed twice is one item: a repeat (a tool's retry, a replayed request) answers
+``202`` with ``"status": "duplicate"`` and publishes nothing. What was received is kept in a
+SQLite file under the data folder, so this holds across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from adapters.dext.items import ReceivedSink, SourceItem, canonical_item, env_suffix
+from adapters.documents import DocumentFetcher
+from domain.dext import ItemFormatError, item_id, loads_items
+from domain.tenants import Tenant, Tenants
+
+log = logging.getLogger("billstream.dext.push")
+
+ENV_SECRET_PREFIX = "BILLSTREAM_PUSH_SECRET_"
+MAX_BODY_BYTES = 1024 * 1024
+MAX_ITEMS = 100
+MAX_SKEW_SECONDS = 300
+MIN_SECRET_LENGTH = 16
+SIGNATURE_PREFIX = "sha256="
+
+
+def secret_env(tenant_id: str) -> str:
+    return f"{ENV_SECRET_PREFIX}{env_suffix(tenant_id)}"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Billstream-Signature`` value for a body sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return SIGNATURE_PREFIX + mac.hexdigest()
+
+
+def signed_headers(
+    tenant_id: str, secret: str, body: bytes, now: float | None = None
+) -> dict[str, str]:
+    """Headers for a push request (for scripts and tests)."""
+    timestamp = str(int(time.time() if now is None else now))
+    return {
+        "Content-Type": "application/json",
+        "X-Billstream-Tenant": tenant_id,
+        "X-Billstream-Timestamp": timestamp,
+        "X-Billstream-Signature": sign(secret, timestamp, body),
+    }
+
+
+def secrets_from_env(
+    tenants: Iterable[Tenant], env: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
+    """Tenant id -> accepted secrets. Secrets shorter than 16 characters are ignored."""
+    env = os.environ if env is None else env
+    out: dict[str, list[str]] = {}
+    for tenant in tenants:
+        values = [s.strip() for s in env.get(secret_env(tenant.id), "").split(",") if s.strip()]
+        short = [s for s in values if len(s) < MIN_SECRET_LENGTH]
+        if short:
+            log.warning(
+                "%s holds a secret shorter than %d characters; it is ignored",
+                secret_env(tenant.id),
+                MIN_SECRET_LENGTH,
+            )
+        good = [s for s in values if len(s) >= MIN_SECRET_LENGTH]
+        if good:
+            out[tenant.id] = good
+    return out
+
+
+class PushState:
+    """Items received through push, by item key, with a hash of their content."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS items (item_key TEXT PRIMARY KEY, digest TEXT NOT NULL,"
+            " request_id TEXT NOT NULL, received_at REAL NOT NULL)"
+        )
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def seen(self, key: str) -> str | None:
+        row = self._db.execute("SELECT digest FROM items WHERE item_key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def record(self, si: SourceItem, request_id: str) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?)",
+                (si.key, si.digest, request_id, time.time()),
+            )
+
+
+def _refuse(status: int, reason: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"reason": reason, "message": message, **extra}, status=status)
+
+
+def _conflict(keys: list[str]) -> web.Response:
+    return _refuse(
+        409,
+        "conflict",
+        f"already received with different content: {', '.join(keys)}; an item is received "
+        "once, keyed by its Dext id (correct the bill in Sage instead)",
+        keys=keys,
+    )
+
+
+class PushEndpoint:
+    """The aiohttp application behind ``billstream serve push``."""
+
+    def __init__(
+        self,
+        *,
+        tenants: Tenants,
+        secrets: Mapping[str, list[str]],
+        sink: ReceivedSink,
+        state: PushState,
+        documents: DocumentFetcher,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_items: int = MAX_ITEMS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.tenants = tenants
+        self.secrets = dict(secrets)
+        self.sink = sink
+        self.state = state
+        self.documents = documents
+        self.max_body_bytes = max_body_bytes
+        self.max_items = max_items
+        self.clock = clock
+        # Striped locks: two requests for one item never both pass the duplicate check.
+        self._locks = [asyncio.Lock() for _ in range(64)]
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body_bytes)
+        app.router.add_post("/v1/items", self.receive)
+        app.router.add_get("/healthz", self._health)
+        return app
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "tenants": sorted(self.secrets)})
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await request.content.read(64 * 1024)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        tenant_id = request.headers.get("X-Billstream-Tenant", "").strip()
+        timestamp = request.headers.get("X-Billstream-Timestamp", "").strip()
+        signature = request.headers.get("X-Billstream-Signature", "").strip()
+        missing = [
+            name
+            for name, value in (
+                ("X-Billstream-Tenant", tenant_id),
+                ("X-Billstream-Timestamp", timestamp),
+                ("X-Billstream-Signature", signature),
+            )
+            if not value
+        ]
+        if missing:
+            return _refuse(401, "missing_headers", f"missing header(s): {', '.join(missing)}")
+        accepted_secrets = self.secrets.get(tenant_id)
+        if tenant_id not in self.tenants.tenants or not accepted_secrets:
+            return _refuse(
+                401,
+                "unknown_tenant",
+                f"tenant {tenant_id!r} does not take pushes (no such tenant, or no "
+                f"{secret_env(tenant_id)} configured)",
+            )
+        body = await self._read_body(request)
+        if body is None:
+            return _refuse(
+                413, "too_large", f"the body is over the {self.max_body_bytes} bytes cap"
+            )
+        if not any(
+            hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode())
+            for secret in accepted_secrets
+        ):
+            return _refuse(
+                401,
+                "bad_signature",
+                "the signature does not match: HMAC-SHA256 of timestamp + '.' + raw body, "
+                "with the tenant's secret, as 'sha256=<hex>'",
+            )
+        if not timestamp.isdigit() or abs(self.clock() - int(timestamp)) > MAX_SKEW_SECONDS:
+            return _refuse(
+                401,
+                "stale_timestamp",
+                f"X-Billstream-Timestamp must be Unix seconds within {MAX_SKEW_SECONDS} s of "
+                "now; sign each request when it is sent",
+            )
+        tenant = self.tenants.get(tenant_id)
+        try:
+            raws = loads_items(body)
+        except ItemFormatError as exc:
+            return _refuse(422, "invalid_json", str(exc))
+        if not raws:
+            return _refuse(422, "invalid_item", "no items in the body")
+        if len(raws) > self.max_items:
+            return _refuse(413, "too_many_items", f"at most {self.max_items} items per request")
+        problems: list[dict[str, Any]] = []
+        batch: list[SourceItem] = []
+        for n, raw in enumerate(raws):
+            if item_id(raw) is None:
+                problems.append({"index": n, "message": "the item has no Dext id"})
+                continue
+            item, ref = canonical_item(raw)
+            if ref is not None:
+                why = self.documents.check(ref, tenant)
+                if why is not None:
+                    problems.append({"index": n, "message": f"document refused: {why}"})
+                    continue
+            batch.append(SourceItem(tenant.id, item, ref, f"push request {request_id}"))
+        if problems:
+            return _refuse(
+                422, "invalid_item", "nothing was accepted; fix these items", problems=problems
+            )
+        keys = [si.key for si in batch]
+        if len(set(keys)) != len(keys):
+            return _refuse(422, "invalid_item", "the same item id appears twice in the body")
+        conflicts = [si.key for si in batch if self.state.seen(si.key) not in (None, si.digest)]
+        if conflicts:
+            return _conflict(conflicts)
+        results: list[dict[str, str]] = []
+        for si in batch:
+            outcome = await self._accept(si, request_id)
+            if isinstance(outcome, web.Response):
+                return outcome
+            results.append({"key": si.key, "status": outcome})
+        answer: dict[str, Any] = {"items": results, "request_id": request_id}
+        if len(results) == 1:
+            answer |= results[0]
+        return web.json_response(answer, status=202)
+
+    async def _accept(self, si: SourceItem, request_id: str) -> str | web.Response:
+        lock = self._locks[int(hashlib.sha256(si.key.encode()).hexdigest(), 16) % len(self._locks)]
+        async with lock:
+            seen = self.state.seen(si.key)
+            if seen == si.digest:
+                return "duplicate"
+            if seen is not None:
+                return _conflict([si.key])
+            try:
+                await self.sink.publish_received(
+                    si.tenant, si.item, source="push", document=si.document, origin=si.origin
+                )
+            except Exception as exc:  # the broker did not take it: the client must retry
+                log.error("push %s: publishing %s failed: %s", request_id, si.key, exc)
+                return _refuse(503, "unavailable", "the item could not be stored; send it again")
+            self.state.record(si, request_id)
+            return "accepted"

@@ -1,0 +1,1 @@
+from tests.integration.conftest import isolated, kafka_url  # noqa: F401 - shared fixtures
