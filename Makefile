@@ -36,7 +36,7 @@ unit: $(STAMP)
 
 ## The broker-backed tests again, on genuine Apache Kafka 4.x fetched from Maven Central.
 test-kafka: $(STAMP)
-	tools/kafka/with-kafka.sh $(BIN)/pytest -q -m broker tests/integration tests/chaos tests/kafka
+	PYTHON=$(BIN)/python tools/kafka/with-kafka.sh $(BIN)/pytest -q -m broker tests/integration tests/chaos tests/kafka
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.run

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.client import AIOKafkaClient
 from aiokafka.partitioner import DefaultPartitioner
 
 from domain.events import Envelope
@@ -30,6 +31,18 @@ def partition_of(key: str, partitions: int) -> int:
     return int(DefaultPartitioner()(key.encode(), all_partitions, all_partitions))
 
 
+async def topic_partitions(kafka_url: str, topics: list[str]) -> dict[str, list[int]]:
+    """Partitions of each topic, from fresh cluster metadata (a consumer without a group or
+    subscription only knows what it was told at bootstrap, which differs between brokers)."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap_of(kafka_url))
+    await client.bootstrap()
+    try:
+        cluster = await client.fetch_all_metadata()
+        return {t: sorted(cluster.partitions_for_topic(t) or []) for t in topics}
+    finally:
+        await client.close()
+
+
 async def read_topics(
     kafka_url: str, topics: list[str], *, key: str | None = None
 ) -> AsyncIterator[Logged]:
@@ -40,11 +53,7 @@ async def read_topics(
     await consumer.start()
     try:
         tps: list[TopicPartition] = []
-        for topic in topics:
-            parts = sorted(consumer.partitions_for_topic(topic) or [])
-            if not parts:
-                await consumer.topics()  # refresh metadata once for topics seen late
-                parts = sorted(consumer.partitions_for_topic(topic) or [])
+        for topic, parts in (await topic_partitions(kafka_url, topics)).items():
             if key is not None and parts:
                 parts = [partition_of(key, len(parts))]
             tps += [TopicPartition(topic, p) for p in parts]

@@ -94,6 +94,7 @@ async def _wait_for_count(settings: Settings, stage: Stage, n: int, within: floa
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from streams.broker import bootstrap_of
+    from streams.eventlog import topic_partitions
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_of(str(settings.kafka_url)), group_id=None
@@ -101,7 +102,9 @@ async def _wait_for_count(settings: Settings, stage: Stage, n: int, within: floa
     await consumer.start()
     try:
         topic = settings.topic(stage)
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        parts = (await topic_partitions(str(settings.kafka_url), [topic]))[topic]
+        tps = [TopicPartition(topic, p) for p in parts]
+        assert tps, f"{topic} has no partitions"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         while True:
