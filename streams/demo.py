@@ -26,12 +26,12 @@ import tomli_w
 from aiokafka import AIOKafkaConsumer
 
 from adapters.dext.samples import sample_items
+from adapters.harness import LedgerHarness, harness_for
 from domain.errors import Reason
 from domain.events import Envelope, Failure, Stage
 from domain.tenants import Tenants, load_tenants
 from streams.broker import bootstrap_of
 from streams.config import Settings
-from streams.demo_harness import LedgerHarness, harness_for
 from streams.publish import Publisher, received_event
 from streams.replay import ReplayFilter, replay
 from streams.runtime import kafka_for
@@ -181,8 +181,10 @@ def _start_worker(
         "BILLSTREAM_APP_ID": settings.app_id,
         "BILLSTREAM_PARTITIONS": str(settings.partitions),
         "BILLSTREAM_METRICS_PORT": str(metrics_port),
-        "BILLSTREAM_GROUP_INSTANCE_ID": f"{settings.app_id}-demo-worker",
     }
+    if settings.kafka_url is None:
+        # Static membership only on the embedded broker (README, Known limits).
+        worker_env["BILLSTREAM_GROUP_INSTANCE_ID"] = f"{settings.app_id}-demo-worker"
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"],

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from adapters.harness import HARNESSES
 from streams.cli_base import cli, print_json
-from streams.demo_harness import HARNESSES
 
 
 @cli.command()

@@ -99,7 +99,7 @@ class LocalHarness:
 
 
 HARNESSES: dict[str, str] = {
-    "local": "streams.demo_harness:LocalHarness",
+    "local": "adapters.harness:LocalHarness",
     "intacct": "adapters.intacct.harness:IntacctHarness",
     "sage-accounting": "adapters.sage_accounting.harness:SageAccountingHarness",
 }
