@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job on the embedded default: broker, worker, local ledger, sample invoices.
+## The main job on the embedded default: broker, worker, Dext and Intacct sandboxes over HTTP.
 demo: $(STAMP)
-	$(BIN)/billstream demo --items 120
+	$(BIN)/billstream demo --ledger intacct --items 120
 
 ## Lint, type-check, then every test layer (unit, contract, streams, integration on the
 ## embedded broker, e2e, chaos).

@@ -105,8 +105,9 @@ HARNESSES: dict[str, str] = {
 }
 
 
-def harness_for(kind: str) -> LedgerHarness:
+def harness_for(kind: str, **options: Any) -> LedgerHarness:
+    """The harness of a ledger kind; ``options`` go to its constructor (e.g. fail_rate)."""
     module, _, name = HARNESSES[kind].partition(":")
     cls = getattr(importlib.import_module(module), name)
-    harness: LedgerHarness = cls()
+    harness: LedgerHarness = cls(**options)
     return harness

@@ -8,17 +8,13 @@ even when we are SIGKILLed.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
-import socket
 import stat
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
 
-_PR_SET_PDEATHSIG = 1
+from adapters.processes import die_with_parent, free_port, wait_for_port
 
 
 def noida_binary() -> Path:
@@ -31,35 +27,6 @@ def noida_binary() -> Path:
     if not mode & stat.S_IXUSR:
         binary.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return binary
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(
-    host: str,
-    port: int,
-    timeout: float,
-    proc: subprocess.Popen[bytes] | None = None,
-    what: str = "service",
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode} before accepting")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} did not accept connections on {host}:{port} in {timeout:.0f}s")
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedBroker:
@@ -96,7 +63,7 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
         (self.data_dir / "broker.pid").write_text(f"{self.proc.pid}\n")

@@ -25,10 +25,14 @@ from typing import Any
 import tomli_w
 from aiokafka import AIOKafkaConsumer
 
+from adapters.dext.api import DextApiConfig, poll_once
+from adapters.dext.cursor import KafkaCursorStore
+from adapters.dext.harness import DextSandboxProcess
 from adapters.dext.samples import sample_items
 from adapters.harness import LedgerHarness, harness_for
 from domain.errors import Reason
 from domain.events import Envelope, Failure, Stage
+from domain.models import item_key
 from domain.tenants import Tenants, load_tenants
 from streams.broker import bootstrap_of
 from streams.config import Settings
@@ -53,6 +57,7 @@ class DemoResult:
     seconds: float = 0.0
     items_per_second: float = 0.0
     ledger: str = "local"
+    source: str = "dext-api"
     scenario: str = "basic"
     data_dir: str = ""
     topic_prefix: str = ""
@@ -72,6 +77,7 @@ class DemoResult:
             "seconds": round(self.seconds, 2),
             "items_per_second": round(self.items_per_second, 1),
             "ledger": self.ledger,
+            "source": self.source,
             "scenario": self.scenario,
             "data_dir": self.data_dir,
             "topic_prefix": self.topic_prefix,
@@ -159,36 +165,72 @@ class Terminal:
         return attached, failed
 
 
-def _write_tenants(path: Path, tenants: Tenants, harness: LedgerHarness) -> None:
+def write_tenants(
+    path: Path, tenants: Tenants, harness: LedgerHarness, document_hosts: list[str]
+) -> None:
     body: dict[str, Any] = {"tenants": {}}
     for tenant in tenants.all():
         data = tenant.model_dump(mode="json", exclude={"id"}, exclude_none=True)
         data["ledger"] = harness.ledger_config(tenant).model_dump(mode="json", exclude_none=True)
+        data["document_hosts"] = sorted({*tenant.document_hosts, *document_hosts})
         body["tenants"][tenant.id] = data
     path.write_text(tomli_w.dumps(body), encoding="utf-8")
 
 
-def _start_worker(
-    settings: Settings, kafka_url: str, env: dict[str, str], log: Path, metrics_port: int = 0
-) -> subprocess.Popen[bytes]:
-    worker_env = {
+# The settings a worker process must share with whoever starts it.
+_WORKER_SETTINGS = (
+    "data_dir",
+    "tenants_file",
+    "topic_prefix",
+    "app_id",
+    "partitions",
+    "replication_factor",
+    "session_timeout",
+    "heartbeat_interval",
+    "retry_attempts",
+    "retry_max_seconds",
+    "stage_concurrency",
+    "log_level",
+)
+
+
+def worker_env(
+    settings: Settings,
+    kafka_url: str,
+    extra: dict[str, str] | None = None,
+    *,
+    metrics_port: int = 0,
+) -> dict[str, str]:
+    env = {
         **os.environ,
-        **env,
+        **(extra or {}),
         "BILLSTREAM_KAFKA_URL": kafka_url,
-        "BILLSTREAM_DATA_DIR": str(settings.data_dir),
-        "BILLSTREAM_TENANTS_FILE": str(settings.tenants_file),
-        "BILLSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "BILLSTREAM_APP_ID": settings.app_id,
-        "BILLSTREAM_PARTITIONS": str(settings.partitions),
         "BILLSTREAM_METRICS_PORT": str(metrics_port),
     }
-    if settings.kafka_url is None:
-        # Static membership only on the embedded broker (README, Known limits).
-        worker_env["BILLSTREAM_GROUP_INSTANCE_ID"] = f"{settings.app_id}-demo-worker"
+    for name in _WORKER_SETTINGS:
+        env[f"BILLSTREAM_{name.upper()}"] = str(getattr(settings, name))
+    return env
+
+
+def start_worker(
+    settings: Settings,
+    kafka_url: str,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    metrics_port: int = 0,
+    embedded: bool = False,
+) -> subprocess.Popen[bytes]:
+    """``billstream worker`` in its own process, sharing ``settings``; output to ``log``."""
+    env = worker_env(settings, kafka_url, extra_env, metrics_port=metrics_port)
+    if embedded:
+        # Static membership only on the embedded broker (README, Known limits): a restarted
+        # worker takes its partitions back at once, as under systemd.
+        env["BILLSTREAM_GROUP_INSTANCE_ID"] = f"{settings.app_id}-worker"
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"],
-            env=worker_env,
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -211,9 +253,50 @@ class DemoOptions:
     items: int = 60
     scenario: str = "basic"
     ledger: str = "local"
+    source: str = "dext-api"  # or "sample": straight from the sample files, no HTTP
+    ledger_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"fail_rate": 0.2}
     data_dir: Path | None = None
     timeout: float = 600.0
     progress: bool = True
+
+
+async def _ingest(
+    opts: DemoOptions,
+    settings: Settings,
+    kafka_url: str,
+    tenants: Tenants,
+    dext: DextSandboxProcess | None,
+) -> int:
+    """Send the items: over HTTP from the Dext sandbox (the poller), or from the files."""
+    if dext is None:
+        events = [
+            received_event(
+                s.tenant,
+                s.item,
+                source="sample",
+                document=s.document_ref(),
+                origin=f"samples/{s.tenant}/{s.item['id']}",
+            )
+            for s in sample_items(opts.items)
+        ]
+        async with Publisher(settings, kafka_url) as publisher:
+            await publisher.send_many([(ev, Stage.RECEIVED) for ev in events])
+        return len(events)
+    async with (
+        Publisher(settings, kafka_url) as publisher,
+        KafkaCursorStore(
+            kafka_url,
+            cursors_topic=f"{settings.topic_prefix}cursors",
+            received_topic=settings.topic(Stage.RECEIVED),
+            replication_factor=settings.replication_factor,
+        ) as cursors,
+    ):
+        return await poll_once(
+            publisher,
+            tenants.all(),
+            config=DextApiConfig.from_sandbox(dext.ready),
+            cursors=cursors,
+        )
 
 
 async def _run(
@@ -222,37 +305,35 @@ async def _run(
     kafka_url: str,
     harness: LedgerHarness,
     tenants: Tenants,
-    worker_env: dict[str, str],
+    ledger_env: dict[str, str],
+    dext: DextSandboxProcess | None,
 ) -> DemoResult:
     from tqdm import tqdm
 
     result = DemoResult(
         ledger=opts.ledger,
+        source=opts.source,
         scenario=opts.scenario,
         data_dir=str(settings.data_dir),
         topic_prefix=settings.topic_prefix,
     )
     await ensure_topics(settings, kafka_url)
-    samples = sample_items(opts.items)
-    events = [
-        received_event(
-            s.tenant,
-            s.item,
-            source="sample",
-            document=s.document_ref(),
-            origin=f"samples/{s.tenant}/{s.item['id']}",
-        )
-        for s in samples
-    ]
-    keys = [ev.subject for ev in events]
+    # Both sources serve exactly sample_items(N), so the keys to wait for are known.
+    keys = [item_key(s.tenant, str(s.item["id"])) for s in sample_items(opts.items)]
     expected = dict.fromkeys(keys, 1)
-    worker = _start_worker(settings, kafka_url, worker_env, settings.data_dir / "worker.log")
+    worker = start_worker(
+        settings,
+        kafka_url,
+        settings.data_dir / "worker.log",
+        ledger_env,
+        embedded=settings.kafka_url is None,
+    )
     try:
         started = time.monotonic()
         async with Terminal(settings, kafka_url) as terminal:
-            async with Publisher(settings, kafka_url) as publisher:
-                await publisher.send_many([(ev, Stage.RECEIVED) for ev in events])
-            result.received = len(events)
+            ingest_started = time.monotonic()
+            result.received = await _ingest(opts, settings, kafka_url, tenants, dext)
+            ingest_seconds = time.monotonic() - ingest_started
             bar = tqdm(
                 total=len(keys),
                 desc="items",
@@ -301,6 +382,9 @@ async def _run(
     result.attachments = sum(a for _, a in inventory.values())
     result.duplicates = sum(b - 1 for b, _ in inventory.values() if b > 1)
     result.extra = harness.extra_summary()
+    result.extra["ingest_seconds"] = round(ingest_seconds, 2)
+    if dext is not None:
+        result.extra["dext_requests"] = dext.stats().get("requests", 0)
     return result
 
 
@@ -329,15 +413,26 @@ def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
         settings = settings.model_copy(
             update={"topic_prefix": f"demo-{run}.", "app_id": f"billstream-demo-{run}"}
         )
-    harness = harness_for(opts.ledger)
+    harness = harness_for(opts.ledger, **opts.ledger_options)
+    dext: DextSandboxProcess | None = None
     harness.start(data_dir, tenants)
     try:
-        _write_tenants(settings.tenants_file, tenants, harness)
+        via_http = opts.source == "dext-api"
+        write_tenants(settings.tenants_file, tenants, harness, ["127.0.0.1"] if via_http else [])
+        if via_http:
+            dext = DextSandboxProcess(
+                ["--items", str(opts.items), "--tenants", str(settings.tenants_file)],
+                log_path=data_dir / "dext-sandbox.log",
+            ).start()
         if opts.scenario == "period-reopen":
             for tenant in tenants.all():
                 harness.close_period(tenant, REOPEN_PERIOD)
         with kafka_for(settings) as kafka_url:
-            return asyncio.run(_run(opts, settings, kafka_url, harness, tenants, harness.env()))
+            return asyncio.run(
+                _run(opts, settings, kafka_url, harness, tenants, harness.env(), dext)
+            )
     finally:
+        if dext is not None:
+            dext.stop()
         with contextlib.suppress(Exception):
             harness.stop()

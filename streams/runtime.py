@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 from streams.broker import EmbeddedBroker
 from streams.config import Settings
@@ -43,10 +44,25 @@ def kafka_for(settings: Settings) -> Iterator[str]:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def run_worker(settings: Settings, kafka_url: str) -> int:
-    """Run the stage agents until SIGTERM/SIGINT. Blocks; returns the exit code."""
+def _worker_class() -> Any:
     import faust
 
+    class Worker(faust.Worker):  # type: ignore[misc]
+        def _on_sigusr1(self) -> None:
+            # mode's own handler dumps every task WITH its local variables, request bodies
+            # and credentials included; the stacks alone explain a stuck worker as well.
+            for task in asyncio.all_tasks(self.loop):
+                task.print_stack(limit=12, file=sys.stderr)
+
+        def _on_sigusr2(self) -> None:
+            # mode would start pdb on a daemon's closed stdin; a service must not stop.
+            log.warning("SIGUSR2 ignored (send SIGUSR1 for task stacks)")
+
+    return Worker
+
+
+def run_worker(settings: Settings, kafka_url: str) -> int:
+    """Run the stage agents until SIGTERM/SIGINT. Blocks; returns the exit code."""
     from streams import metrics
     from streams.app import create_app
     from streams.topics import ensure_topics
@@ -58,7 +74,7 @@ def run_worker(settings: Settings, kafka_url: str) -> int:
     if settings.metrics_port >= 0:
         port = metrics.serve(settings.metrics_host, settings.metrics_port)
         print(f"metrics: http://{settings.metrics_host}:{port}/metrics", file=sys.stderr)
-    worker = faust.Worker(
+    worker = _worker_class()(
         pipeline.app,
         loglevel=settings.log_level,
         quiet=True,

@@ -70,3 +70,6 @@ class Ports:
         for ledger in self._ledgers.values():
             await ledger.aclose()
         self._ledgers.clear()
+        close = getattr(self.documents, "aclose", None)
+        if close is not None:
+            await close()

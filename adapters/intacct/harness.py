@@ -8,159 +8,32 @@ per tenant, one set of credentials in the worker's environment.
 
 from __future__ import annotations
 
-import json
-import os
-import selectors
-import subprocess
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
-
-import httpx
+from typing import Any
 
 from adapters.harness import ItemInventory
+from adapters.processes import SandboxError
+from adapters.processes import SandboxProcess as BaseSandboxProcess
 from domain.tenants import LedgerConfig, Tenant, Tenants
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_PREFIX = "BILLSTREAM_INTACCT"
 
 
-class SandboxError(RuntimeError):
-    """The sandbox process did not start or answer as expected."""
-
-
-class SandboxProcess:
+class SandboxProcess(BaseSandboxProcess):
     """``billstream sandbox intacct`` as a child process, with its admin API at hand."""
 
-    def __init__(
-        self,
-        args: Sequence[str] = (),
-        *,
-        log_path: Path | None = None,
-        startup_timeout: float = 60.0,
-    ) -> None:
-        self.args = list(args)
-        self.log_path = log_path
-        self.startup_timeout = startup_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ready: dict[str, Any] = {}
-        self._log: IO[bytes] | None = None
-        self._http: httpx.Client | None = None
-
-    # -- life cycle -----------------------------------------------------------------------
-
-    def start(self) -> SandboxProcess:
-        cmd = [sys.executable, "-m", "streams.cli", "sandbox", "intacct", "--port", "0"]
-        cmd += self.args
-        if self.log_path is not None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log if self._log is not None else subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            self.ready = self._read_ready_line()
-        except BaseException:
-            self.stop()
-            raise
-        self._http = httpx.Client(base_url=self.base_url, timeout=30.0)
-        return self
-
-    def _read_ready_line(self) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdout is not None
-        deadline = time.monotonic() + self.startup_timeout
-        buffer = b""
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.proc.stdout, selectors.EVENT_READ)
-            while b"\n" not in buffer:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise SandboxError(
-                        f"the Intacct sandbox gave no ready line in {self.startup_timeout}s"
-                    )
-                if not selector.select(timeout=min(left, 0.5)):
-                    if self.proc.poll() is not None:
-                        raise SandboxError(
-                            f"the Intacct sandbox exited with {self.proc.returncode} before it was "
-                            f"ready{self._log_hint()}"
-                        )
-                    continue
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
-                if not chunk:
-                    self.proc.wait(timeout=5)
-                    raise SandboxError(
-                        f"the Intacct sandbox exited with {self.proc.returncode} before it was "
-                        f"ready{self._log_hint()}"
-                    )
-                buffer += chunk
-        line = buffer.split(b"\n", 1)[0]
-        try:
-            ready = json.loads(line)
-        except ValueError as exc:
-            raise SandboxError(
-                f"the Intacct sandbox's ready line is not JSON: {line[:200]!r}"
-            ) from exc
-        if not isinstance(ready, dict) or "url" not in ready or "credentials" not in ready:
-            raise SandboxError(f"unexpected ready line: {ready!r}")
-        return ready
-
-    def _log_hint(self) -> str:
-        return f" (see {self.log_path})" if self.log_path else ""
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Terminate the sandbox and wait for it; returns its exit code."""
-        if self._http is not None:
-            self._http.close()
-            self._http = None
-        code = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=timeout)
-            code = self.proc.returncode
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return code
-
-    def __enter__(self) -> SandboxProcess:
-        return self.start() if self.proc is None else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- what it said ---------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return str(self.ready["url"])
+    name = "intacct"
+    admin_prefix = "/admin/"
 
     @property
     def base_url(self) -> str:
         return str(self.ready["base_url"])
 
     @property
-    def credentials(self) -> dict[str, str]:
-        return {k: str(v) for k, v in self.ready["credentials"].items()}
+    def admin_base(self) -> str:
+        return self.base_url
 
     def env(self, prefix: str = ENV_PREFIX) -> dict[str, str]:
         """The variables ``IntacctLedger.from_tenant`` reads, for tenants using ``prefix``."""
@@ -174,14 +47,6 @@ class SandboxProcess:
         }
 
     # -- admin ----------------------------------------------------------------------------
-
-    def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        if self._http is None:
-            raise SandboxError("the sandbox is not running")
-        resp = self._http.request(method, f"/admin/{path.lstrip('/')}", json=body)
-        if resp.status_code >= 400:
-            raise SandboxError(f"admin {method} {path}: HTTP {resp.status_code} {resp.text}")
-        return resp.json()
 
     def new_company(
         self,

@@ -13,20 +13,13 @@ import contextlib
 import json
 import os
 import re
-import select
 import shlex
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
-
-import httpx
+from typing import Any
 
 from adapters.harness import ItemInventory
+from adapters.processes import SandboxProcess as BaseSandboxProcess
 from adapters.sage_accounting.client import idempotency_id
 from adapters.sage_accounting.sandbox import DEFAULT_CHART
 from domain.tenants import LedgerConfig, Tenant, Tenants
@@ -36,109 +29,13 @@ EXTRA_ARGS_ENV = "BILLSTREAM_SAGE_SANDBOX_ARGS"
 CALLS_ENV = "BILLSTREAM_SAGE_CALLS_PER_MINUTE"
 
 
-class SandboxProcess:
-    """One sandbox process: start, admin calls, stop (never left running)."""
+class SandboxProcess(BaseSandboxProcess):
+    """``billstream sandbox sage-accounting`` as a child process, with its admin API."""
 
-    def __init__(
-        self,
-        args: Sequence[str] = (),
-        *,
-        log_path: Path | None = None,
-        ready_timeout: float = 30.0,
-    ) -> None:
-        self.args = list(args)
-        self.log_path = log_path
-        self.ready_timeout = ready_timeout
-        self.process: subprocess.Popen[str] | None = None
-        self.ready: dict[str, Any] = {}
-        self._log: IO[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return str(self.ready["url"])
-
-    @property
-    def credentials(self) -> dict[str, str]:
-        return dict(self.ready["credentials"])
-
-    def start(self) -> dict[str, Any]:
-        cmd = [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "sandbox",
-            "sage-accounting",
-            "--port",
-            "0",
-            "--exit-on-stdin-eof",
-            *self.args,
-        ]
-        if self.log_path is not None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            cmd,
-            cwd=REPO_ROOT,
-            stdin=subprocess.PIPE,  # never written: its EOF tells the sandbox we are gone
-            stdout=subprocess.PIPE,
-            stderr=self._log if self._log is not None else subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,  # a Ctrl-C meant for the demo is ours to pass on
-        )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + self.ready_timeout
-        line = ""
-        while not line:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError(
-                    "the Sage Accounting sandbox did not start"
-                    + (f" (see {self.log_path})" if self.log_path else "")
-                )
-            ready, _, _ = select.select([self.process.stdout], [], [], min(left, 0.5))
-            if ready:
-                line = self.process.stdout.readline()
-        self.ready = json.loads(line)
-        return self.ready
-
-    def stop(self) -> None:
-        proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        if proc is not None:
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    pipe.close()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> SandboxProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    name = "sage-accounting"
+    admin_prefix = "/_admin/"
 
     # -- admin -----------------------------------------------------------------------------------
-
-    def admin(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        response = httpx.request(
-            method, f"{self.url}/_admin/{path.lstrip('/')}", json=body, timeout=30
-        )
-        response.raise_for_status()
-        return response.json() if response.content else None
 
     def new_business(self, config: Mapping[str, Any] | None = None) -> tuple[str, str]:
         """A fresh business (and a refresh token of its own): (business id, refresh token)."""
@@ -258,7 +155,7 @@ class SageAccountingHarness:
             ["--businesses-file", str(businesses_file), *self.sandbox_args],
             log_path=home / "sandbox.log",
         )
-        ready = self.sandbox.start()
+        ready = self.sandbox.start().ready
         tokens = {b["business_id"]: b["refresh_token"] for b in ready["businesses"]}
         for tenant in tenants.all():
             biz = business_id_for(tenant)

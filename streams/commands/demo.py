@@ -35,6 +35,14 @@ from streams.cli_base import cli, print_json
     help="Where bills go: the local SQLite ledger or a sandbox.",
 )
 @click.option(
+    "--source",
+    type=click.Choice(["dext-api", "sample"]),
+    default="dext-api",
+    show_default=True,
+    help="dext-api: items come over HTTP from the Dext sandbox through the API poller and "
+    "the attach stage downloads their documents; sample: read straight from the files.",
+)
+@click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -49,12 +57,19 @@ from streams.cli_base import cli, print_json
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def demo(
-    items: int, scenario: str, ledger: str, data_dir: Path | None, timeout: float, as_json: bool
+    items: int,
+    scenario: str,
+    ledger: str,
+    source: str,
+    data_dir: Path | None,
+    timeout: float,
+    as_json: bool,
 ) -> None:
     """Run the whole pipeline on the sample invoices and print what happened.
 
-    Starts the embedded broker (unless BILLSTREAM_KAFKA_URL is set), a worker process and
-    the ledger, sends the items, waits until every one is attached or failed, and prints a
+    Starts the embedded broker (unless BILLSTREAM_KAFKA_URL is set), a worker process, the
+    ledger (a sandbox in its own process for intacct and sage-accounting) and the Dext
+    sandbox, polls the items from it, waits until every one is attached or failed, and prints a
     summary: received, attached, failed by reason, bills, attachments, duplicates (bills
     sharing an item key, which must be 0), replayed, seconds.
     """
@@ -65,6 +80,7 @@ def demo(
             items=items,
             scenario=scenario,
             ledger=ledger,
+            source=source,
             data_dir=data_dir,
             timeout=timeout,
             progress=not as_json,

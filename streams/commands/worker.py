@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import faulthandler
-import signal
 import socket
 import time
 
@@ -29,8 +27,6 @@ def worker(metrics_port: int | None) -> None:
     """
     from streams.runtime import kafka_for, run_worker
 
-    # `kill -USR1 <pid>` prints every thread's stack to stderr: a stuck worker explains itself.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
     settings = Settings()
     if metrics_port is not None:
         settings = settings.model_copy(update={"metrics_port": metrics_port})

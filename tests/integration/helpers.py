@@ -1,24 +1,66 @@
-"""Running a worker process against a test's settings, and reading what it did."""
+"""Running a worker process against a test's settings and a ledger, and reading what it did."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import subprocess
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.dext.samples import SampleItem, sample_items
-from adapters.harness import ItemInventory, LocalHarness
+from adapters.harness import ItemInventory, LedgerHarness, LocalHarness, harness_for
 from domain.events import Envelope, Stage
 from domain.tenants import load_tenants
 from streams.config import Settings
-from streams.demo import Terminal, stop_process
+from streams.demo import Terminal, stop_process, write_tenants
+from streams.demo import start_worker as start_worker_process
 from streams.publish import Publisher, received_event
 from streams.topics import ensure_topics
 
 
+@dataclass
+class Rig:
+    """A test's pipeline: settings, the ledger (a sandbox process or files) and its env."""
+
+    settings: Settings
+    harness: LedgerHarness
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start_worker(self, log_name: str = "worker.log") -> subprocess.Popen[bytes]:
+        return start_worker_process(
+            self.settings,
+            str(self.settings.kafka_url),
+            Path(self.settings.data_dir) / log_name,
+            self.env,
+            metrics_port=-1,
+            embedded=not os.environ.get("BILLSTREAM_TEST_KAFKA_URL"),
+        )
+
+    def inventory(self) -> dict[str, ItemInventory]:
+        out: dict[str, ItemInventory] = {}
+        for tenant in load_tenants(self.settings.tenants_file).all():
+            out.update(self.harness.inventory(tenant))
+        return out
+
+    def stop(self) -> None:
+        self.harness.stop()
+
+
+def rig(settings: Settings, ledger: str = "local") -> Rig:
+    """Start ``ledger`` (its sandbox, for intacct and sage-accounting) for ``settings``."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tenants = load_tenants(settings.tenants_file)
+    harness = harness_for(ledger)
+    harness.start(settings.data_dir, tenants)
+    wired = settings.model_copy(update={"tenants_file": settings.data_dir / "tenants.toml"})
+    write_tenants(wired.tenants_file, tenants, harness, [])
+    asyncio.run(ensure_topics(wired, str(settings.kafka_url)))
+    return Rig(wired, harness, harness.env())
+
+
 def prepare(settings: Settings) -> LocalHarness:
+    """The local ledger for ``settings`` (files under its data folder), topics created."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     harness = LocalHarness()
     harness.start(settings.data_dir, load_tenants(settings.tenants_file))
@@ -27,32 +69,7 @@ def prepare(settings: Settings) -> LocalHarness:
 
 
 def start_worker(settings: Settings, log_name: str = "worker.log") -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "BILLSTREAM_KAFKA_URL": str(settings.kafka_url),
-        "BILLSTREAM_DATA_DIR": str(settings.data_dir),
-        "BILLSTREAM_TENANTS_FILE": str(settings.tenants_file),
-        "BILLSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "BILLSTREAM_APP_ID": settings.app_id,
-        "BILLSTREAM_PARTITIONS": str(settings.partitions),
-        "BILLSTREAM_METRICS_PORT": "-1",
-        "BILLSTREAM_SESSION_TIMEOUT": str(settings.session_timeout),
-        "BILLSTREAM_HEARTBEAT_INTERVAL": str(settings.heartbeat_interval),
-        "BILLSTREAM_RETRY_MAX_SECONDS": str(settings.retry_max_seconds),
-        "BILLSTREAM_LOG_LEVEL": "INFO",
-    }
-    if not os.environ.get("BILLSTREAM_TEST_KAFKA_URL"):
-        # The embedded broker needs static membership to survive a SIGKILLed member (see
-        # README, Known limits); a restarted worker keeps its identity, as under systemd.
-        env["BILLSTREAM_GROUP_INSTANCE_ID"] = f"{settings.app_id}-worker"
-    with open(Path(settings.data_dir) / log_name, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+    return Rig(settings, LocalHarness()).start_worker(log_name)
 
 
 def events_for(items: list[SampleItem]) -> list[Envelope]:

@@ -174,3 +174,28 @@ def test_failed_events_carry_reasons_a_person_can_act_on(isolated: Settings) -> 
         assert isinstance(failed.data, Failure)
         assert failed.data.message
         assert failed.data.input.subject == ev.subject
+
+
+def test_sigusr1_prints_task_stacks_without_local_variables(isolated: Settings) -> None:
+    import signal
+    import time
+
+    prepare(isolated)
+    worker = start_worker(isolated)
+    log = isolated.data_dir / "worker.log"
+    try:
+        deadline = time.monotonic() + 60
+        while "Worker]: Ready" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker.send_signal(signal.SIGUSR1)
+        time.sleep(1.5)
+        worker.send_signal(signal.SIGUSR2)  # mode would start pdb here; we must keep running
+        time.sleep(0.5)
+        assert worker.poll() is None
+    finally:
+        stop_process(worker)
+    text = log.read_text()
+    assert "Stack for <Task" in text
+    # mode's own dump prints each frame's locals ("self = <...>"): request bodies, secrets.
+    assert "    self = <" not in text
+    assert "SIGUSR2 ignored" in text
