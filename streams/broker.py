@@ -38,6 +38,15 @@ class EmbeddedBroker:
         self.port = port or free_port(host)
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @staticmethod
+    def running_pid(data_dir: Path) -> int | None:
+        """The pid of a live broker on ``data_dir`` (from its pid file), if there is one."""
+        try:
+            pid = int((Path(data_dir) / "broker.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if is_alive(pid) else None
+
     @property
     def url(self) -> str:
         return f"kafka://{self.host}:{self.port}"

@@ -18,7 +18,13 @@ _load_commands()
 
 
 def main() -> None:
-    cli(prog_name="billstream")
+    from streams.cli_base import fail
+    from streams.runtime import BrokerBusy
+
+    try:
+        cli(prog_name="billstream")
+    except BrokerBusy as exc:
+        fail(str(exc))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ from streams.config import Settings
 log = logging.getLogger("billstream")
 
 
+class BrokerBusy(RuntimeError):
+    """The data folder's embedded broker belongs to another running process."""
+
+
 @contextlib.contextmanager
 def kafka_for(settings: Settings) -> Iterator[str]:
     """The configured Kafka, or an embedded broker under ``data_dir`` for as long as needed.
@@ -27,6 +31,13 @@ def kafka_for(settings: Settings) -> Iterator[str]:
     if settings.kafka_url:
         yield settings.kafka_url
         return
+    running = EmbeddedBroker.running_pid(settings.broker_dir)
+    if running is not None:
+        # Two brokers on one data folder would overwrite each other's snapshot.
+        raise BrokerBusy(
+            f"the embedded broker of {settings.data_dir} is already running (pid {running}); "
+            "stop it, or set BILLSTREAM_KAFKA_URL to its address to share it"
+        )
     broker = EmbeddedBroker(settings.broker_dir)
     previous = signal.getsignal(signal.SIGTERM)
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,33 +31,11 @@ from adapters.dext.cursor import KafkaCursorStore
 from adapters.dext.folder import ExportFolder, FolderState
 from domain.events import Stage
 from domain.tenants import Tenants, TenantsFileError, load_tenants
-from streams.broker import EmbeddedBroker, is_alive
 from streams.cli_base import fail, ingest, print_json
 from streams.config import Settings
 from streams.publish import Publisher
+from streams.runtime import kafka_for
 from streams.topics import ensure_topics
-
-
-@contextlib.asynccontextmanager
-async def kafka_for(settings: Settings) -> AsyncIterator[str]:
-    """The configured Kafka, or the embedded broker for the length of the command."""
-    if settings.kafka_url:
-        yield settings.kafka_url
-        return
-    pidfile = settings.broker_dir / "broker.pid"
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(pidfile.read_text().strip())
-        if is_alive(pid):
-            fail(
-                f"the embedded broker of {settings.data_dir} is already running (pid {pid}); "
-                "set BILLSTREAM_KAFKA_URL to its address to share it"
-            )
-    broker = EmbeddedBroker(settings.broker_dir)
-    await asyncio.to_thread(broker.start)
-    try:
-        yield broker.url
-    finally:
-        await asyncio.to_thread(broker.stop)
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -143,7 +119,7 @@ async def _run_api(
     settings: Settings, tenants: Tenants, config: DextApiConfig, accounts: list[str], once: bool
 ) -> None:
     stop = stop_on_signals()
-    async with kafka_for(settings) as kafka_url:
+    with kafka_for(settings) as kafka_url:
         await ensure_topics(settings, kafka_url)
         async with (
             Publisher(settings, kafka_url) as publisher,
@@ -234,7 +210,7 @@ async def _run_folder(
     stop = stop_on_signals()
     state = FolderState(settings.data_dir / "dext" / "folder.sqlite")
     try:
-        async with kafka_for(settings) as kafka_url:
+        with kafka_for(settings) as kafka_url:
             await ensure_topics(settings, kafka_url)
             async with Publisher(settings, kafka_url) as publisher:
                 try:

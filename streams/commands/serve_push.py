@@ -17,9 +17,10 @@ from adapters.dext.web import start_app
 from adapters.documents import DocumentFetcher
 from domain.tenants import Tenants
 from streams.cli_base import fail, print_json, serve
-from streams.commands.ingest_dext import kafka_for, load_settings_and_tenants, stop_on_signals
+from streams.commands.ingest_dext import load_settings_and_tenants, stop_on_signals
 from streams.config import Settings
 from streams.publish import Publisher
+from streams.runtime import kafka_for
 from streams.topics import ensure_topics
 
 PUSH_HELP = f"""Accept signed Dext items over HTTP: POST /v1/items.
@@ -66,7 +67,7 @@ async def _serve(
     stop = stop_on_signals()
     state = PushState(settings.data_dir / "dext" / "push.sqlite")
     try:
-        async with kafka_for(settings) as kafka_url:
+        with kafka_for(settings) as kafka_url:
             await ensure_topics(settings, kafka_url)
             async with Publisher(settings, kafka_url) as publisher:
                 endpoint = PushEndpoint(
