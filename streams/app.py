@@ -12,6 +12,7 @@ from typing import Any
 import faust
 
 from domain.events import Stage
+from streams import faust_fixes
 from streams.config import Settings
 from streams.wiring import Ports
 
@@ -27,6 +28,7 @@ class Pipeline:
 
 
 def create_app(settings: Settings, kafka_url: str, ports: Ports) -> Pipeline:
+    faust_fixes.apply()
     app = faust.App(
         settings.app_id,
         broker=kafka_url,
