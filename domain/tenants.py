@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from domain.errors import Reason
 from domain.locales import Conventions, DateOrder, DecimalSeparator, conventions, known_locales
 from domain.money import ISO_4217, quantum
 from domain.normalize import label_key, vendor_match_key
@@ -53,6 +54,90 @@ class SupplierRule(_Strict):
     department: str | None = None
     location: str | None = None
     project: str | None = None
+
+
+# An environment variable's name: notification secrets (webhook URLs, SMTP passwords) are
+# named here and read from the environment, never written in the file.
+ENV_NAME = r"^[A-Z][A-Z0-9_]*$"
+# Reasons a person must act on; the transient ones resolve themselves and validation
+# problems are fixed in Dext, where the bookkeeper already looks.
+DEFAULT_NOTIFY_REASONS: tuple[Reason, ...] = (
+    Reason.AUTH,
+    Reason.PERIOD_CLOSED,
+    Reason.DUPLICATE,
+    Reason.CURRENCY_MISMATCH,
+    Reason.MAPPING_MISSING,
+)
+_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+
+
+def _address(value: str) -> str:
+    value = value.strip()
+    if not _ADDRESS.fullmatch(value):
+        raise ValueError(f"{value!r} is not an e-mail address")
+    return value
+
+
+class EmailNotify(_Strict):
+    """SMTP delivery of digests. Host and port are not secret; the login is, so it is named."""
+
+    to: list[str] = Field(min_length=1)
+    sender: str
+    host: str = Field(min_length=1, pattern=r"^[A-Za-z0-9.:\[\]-]+$")
+    port: int | None = Field(default=None, ge=1, le=65535)  # default: 587, 465 or 25
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username_env: str | None = Field(default=None, pattern=ENV_NAME)
+    password_env: str | None = Field(default=None, pattern=ENV_NAME)
+    ca_file: str | None = None  # a private CA for the relay's certificate
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, v: list[str]) -> list[str]:
+        return [_address(a) for a in v]
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, v: str) -> str:
+        return _address(v)
+
+    @model_validator(mode="after")
+    def _login(self) -> EmailNotify:
+        if (self.username_env is None) != (self.password_env is None):
+            raise ValueError("username_env and password_env go together: set both or neither")
+        if self.username_env and self.security == "none":
+            raise ValueError(
+                "a login over an unencrypted connection would expose the password: "
+                "use security = 'starttls' or 'tls'"
+            )
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
+
+
+class NotifyConfig(_Strict):
+    """Who hears about parked items, for which reasons, and how often at most."""
+
+    reasons: list[Reason] = Field(default_factory=lambda: list(DEFAULT_NOTIFY_REASONS))
+    digest_seconds: int = Field(default=300, ge=1, le=86_400)
+    slack_webhook_env: str | None = Field(default=None, pattern=ENV_NAME)
+    email: EmailNotify | None = None
+    # A link to the operator page in each message. No query: its token is a secret.
+    page_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#<>|]+$")
+
+    @field_validator("reasons")
+    @classmethod
+    def _reasons(cls, v: list[Reason]) -> list[Reason]:
+        return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _a_channel(self) -> NotifyConfig:
+        if self.slack_webhook_env is None and self.email is None:
+            raise ValueError(
+                "name at least one channel: slack_webhook_env or a [notify.email] table"
+            )
+        return self
 
 
 def rate_key(rate: Decimal) -> str:
@@ -96,6 +181,7 @@ class Tenant(_Strict):
     max_future_days: int = Field(default=31, ge=0)
     document_hosts: list[str] = Field(default_factory=list)
     document_dirs: list[str] = Field(default_factory=list)  # folders file: documents may come from
+    notify: NotifyConfig | None = None  # digests of parked items by Slack and e-mail
 
     @model_validator(mode="before")
     @classmethod
@@ -302,6 +388,10 @@ def _fields_of(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
         annotation = field.annotation if field else None
         if annotation is LedgerConfig:
             current = LedgerConfig
+        elif part == "notify" and current is Tenant:
+            current = NotifyConfig
+        elif part == "email" and current is NotifyConfig:
+            current = EmailNotify
         elif part == "suppliers" or current is SupplierRule:
             current = SupplierRule
         else:
@@ -314,7 +404,17 @@ _PATTERN_HELP = {
     "tenant from the item in every event key)",
     "credentials_env": "must be an environment-variable prefix in capitals, "
     "such as BILLSTREAM_ACME",
+    "slack_webhook_env": "must name the environment variable that holds the webhook URL "
+    "(capitals, such as BILLSTREAM_ACME_SLACK_WEBHOOK), never the URL itself",
+    "username_env": "must name the environment variable that holds the SMTP user name "
+    "(capitals, such as BILLSTREAM_ACME_SMTP_USER)",
+    "password_env": "must name the environment variable that holds the SMTP password "
+    "(capitals, such as BILLSTREAM_ACME_SMTP_PASSWORD), never the password itself",
+    "page_url": "must be the operator page's http(s) address without a query: the page's "
+    "token is a secret and stays out of this file and of every message",
 }
+# Keys whose value may be a secret pasted by mistake: the error never repeats the value.
+_SECRET_NAME_KEYS = frozenset({"slack_webhook_env", "username_env", "password_env", "page_url"})
 
 
 def _message(err: Any, loc: tuple[str, ...]) -> str:
@@ -330,6 +430,8 @@ def _message(err: Any, loc: tuple[str, ...]) -> str:
         msg = _PATTERN_HELP.get(loc[-1] if loc else "id", msg)
     msg = msg.removeprefix("Value error, ")
     value = err.get("input")
+    if loc and loc[-1] in _SECRET_NAME_KEYS:
+        value = None
     if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
         shown = repr(value) if isinstance(value, str) else str(value)
         if shown not in msg:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.events import Envelope, Stage
-from streams import stages, tracking
+from streams import notifications, stages, tracking
 from streams.app import Pipeline, done_table
 from streams.idempotency import Once, StageSpec
 
@@ -45,10 +45,11 @@ def register_agents(pipeline: Pipeline) -> None:
         pipeline.agents[name] = stage_agent(name, source, target)
 
     parked = tracking.parked_table(pipeline)
+    notices = notifications.install(pipeline, parked)
 
     async def failed_agent(stream: Any) -> None:
         async for value in stream:
-            tracking.on_failed(Envelope.from_bytes(value), parked)
+            tracking.on_failed(Envelope.from_bytes(value), parked, notices)
 
     async def attached_agent(stream: Any) -> None:
         async for value in stream:

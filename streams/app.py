@@ -12,7 +12,7 @@ from typing import Any
 import faust
 
 from domain.events import Stage
-from streams import faust_fixes
+from streams import faust_fixes, metrics  # noqa: F401 - metrics hooks every app
 from streams.config import Settings
 from streams.wiring import Ports
 

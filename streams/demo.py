@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,6 +258,10 @@ class DemoOptions:
     data_dir: Path | None = None
     timeout: float = 600.0
     progress: bool = True
+    metrics_port: int = 0  # the worker's /metrics port; 0 = a free one
+    # Called once every item has finished, with the summary, while the worker (and so its
+    # /metrics), the broker and the sandboxes are still up; they stop when it returns.
+    hold: Callable[[DemoResult], Awaitable[None]] | None = None
 
 
 async def _ingest(
@@ -326,6 +330,7 @@ async def _run(
         kafka_url,
         settings.data_dir / "worker.log",
         ledger_env,
+        metrics_port=opts.metrics_port,
         embedded=settings.kafka_url is None,
     )
     try:
@@ -371,8 +376,23 @@ async def _run(
             result.attached, failed = terminal.outcome(keys)
             result.failed = dict(sorted(failed.items()))
             result.examples = _examples(terminal, keys)
+        if opts.hold is not None:
+            _summarise(result, harness, tenants, dext, ingest_seconds)
+            await opts.hold(result)
     finally:
         stop_process(worker)
+    # Again once the worker has stopped: the ledgers as the run left them.
+    _summarise(result, harness, tenants, dext, ingest_seconds)
+    return result
+
+
+def _summarise(
+    result: DemoResult,
+    harness: LedgerHarness,
+    tenants: Tenants,
+    dext: DextSandboxProcess | None,
+    ingest_seconds: float,
+) -> None:
     inventory: dict[str, tuple[int, int]] = {}
     for tenant in tenants.all():
         for key, inv in harness.inventory(tenant).items():
@@ -385,7 +405,6 @@ async def _run(
     result.extra["ingest_seconds"] = round(ingest_seconds, 2)
     if dext is not None:
         result.extra["dext_requests"] = dext.stats().get("requests", 0)
-    return result
 
 
 def _examples(terminal: Terminal, keys: list[str]) -> dict[str, str]:

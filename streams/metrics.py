@@ -1,25 +1,48 @@
 """Prometheus metrics of the pipeline (names and units by the Prometheus conventions).
 
-Label values are bounded: stage names, tenant ids from the tenants file, outcomes, reasons.
-Never item ids or supplier names.
+Label values are bounded: stage names, tenant ids from the tenants file, outcomes, reasons,
+topic names. Never item ids or supplier names. The Sage request metrics live in
+``adapters.observability`` (adapters must not import streams); the worker's ``/metrics``
+endpoint serves both, from the default registry.
+
+What the worker's Faust app adds (``instrument``): replays counted where they arrive, and
+consumer lag per topic read at scrape time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import logging
+import weakref
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
+import faust
+import orjson
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from adapters.observability import call_in_loop
+from domain.errors import Reason
+from domain.events import Stage, event_id
+
+log = logging.getLogger("billstream.metrics")
+
 # Seconds to minutes: a stage is usually sub-second, a receipt-to-attached can take minutes
 # when Sage throttles or an item waits on a retry.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+# A replayed item is attached hours or days after its receipt (a period reopens, a mapping is
+# fixed): without these it would sit in +Inf and drag the p95 to the top finite bucket.
+RECEIPT_BUCKETS = (*LATENCY_BUCKETS, 1800, 3600, 14400, 86400)
 
 EVENTS = Counter(
     "billstream_events_total",
-    "Events processed by a stage, by outcome (ok, failed, replayed = re-emitted from the table).",
+    "Events processed by a stage, by outcome (ok, failed, replayed = re-emitted from the "
+    "stage's table because it had already handled that item and attempt).",
     ["stage", "tenant", "outcome"],
 )
 FAILURES = Counter(
@@ -37,16 +60,23 @@ RECEIPT_TO_ATTACHED = Histogram(
     "billstream_receipt_to_attached_seconds",
     "From the received event to the attachment in Sage.",
     ["tenant"],
-    buckets=LATENCY_BUCKETS,
+    buckets=RECEIPT_BUCKETS,
 )
-REPLAYS = Counter(
+REPLAYS_RECEIVED = Counter(
     "billstream_replays_total",
-    "Failed items re-published to their stage by replay.",
-    ["tenant", "reason"],
+    "Replayed items received by the stage they were sent back to, by the reason they had "
+    "been parked for (unknown when this worker does not hold the item's parked entry).",
+    ["stage", "tenant", "reason"],
 )
+
+# Tenants this process has handled events of: the parked gauge reports every reason for
+# them, zeros included, so "is tenant X parked for auth?" has an answer (0) rather than no
+# series. Bounded like the tenant label itself.
+_TENANTS: set[str] = set()
 
 
 def record_stage(stage: str, tenant: str, outcome: str, seconds: float) -> None:
+    _TENANTS.add(tenant)
     EVENTS.labels(stage, tenant, outcome).inc()
     if outcome != "replayed":
         STAGE_SECONDS.labels(stage).observe(seconds)
@@ -68,6 +98,13 @@ class ParkedCollector(Collector):
 
     def __init__(self) -> None:
         self.source: Callable[[], Iterable[tuple[str, str]]] | None = None
+        # The worker's loop, once known: the table is read there, never while it changes.
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def _counts(self, source: Callable[[], Iterable[tuple[str, str]]]) -> Tally[tuple[str, str]]:
+        if self.loop is None or self.loop.is_closed():
+            return Tally(source())
+        return call_in_loop(self.loop, lambda: Tally(source())) or Tally()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -76,10 +113,205 @@ class ParkedCollector(Collector):
             labels=["tenant", "reason"],
         )
         if self.source is not None:
-            for (tenant, reason), n in sorted(Tally(self.source()).items()):
-                family.add_metric([tenant, reason], n)
+            counts = self._counts(self.source)
+            tenants = {tenant for tenant, _ in counts} | set(_TENANTS)
+            reasons = {reason for _, reason in counts} | {r.value for r in Reason}
+            for tenant in sorted(tenants):
+                for reason in sorted(reasons):
+                    family.add_metric([tenant, reason], counts.get((tenant, reason), 0))
         yield family
 
 
 PARKED = ParkedCollector()
 REGISTRY.register(PARKED)
+
+
+# -- replays, where they arrive ---------------------------------------------------------------
+
+_SEEN_REPLAYS = 10_000  # event ids remembered, so a redelivery is not counted twice
+
+
+class PipelineSensor(faust.Sensor):
+    """Counts replayed events as the stage they were sent to receives them.
+
+    A replay is run by the CLI or the operator page, in a process that serves no metrics; the
+    worker sees the result: the failed input event again, ``source`` "replay", attempt + 1,
+    ``causationid`` = the failure's id. Event ids are deterministic (item, stage, attempt), so
+    telling a replay needs no lookup: the event's cause must be the item's failure at the
+    attempt before. That leaves out the events a replayed item goes on to cause (they keep
+    ``source`` "replay" but are caused by the replayed event), and a redelivery after a rebalance is
+    recognised by its id and counted once per worker.
+    """
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._app = app
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        value = getattr(event, "value", None)
+        # Cheap test first: most events are not replays and are decoded by their agent anyway.
+        if isinstance(value, bytes) and b'"replay"' in value:
+            try:
+                self._count(value)
+            except Exception:  # a metric must never break the stream
+                log.debug("replay metric: cannot read the event", exc_info=True)
+
+    def _count(self, value: bytes) -> None:
+        raw = orjson.loads(value)
+        subject, attempt = str(raw.get("subject", "")), raw.get("attempt")
+        if raw.get("source") != "replay" or not isinstance(attempt, int) or attempt < 2:
+            return
+        if raw.get("causationid") != event_id(subject, Stage.FAILED, attempt - 1):
+            return
+        stage = stage_receiving(str(raw.get("type", "")))
+        replay_id = str(raw.get("id", ""))
+        if stage is None or replay_id in self._seen:
+            return
+        self._seen[replay_id] = None
+        if len(self._seen) > _SEEN_REPLAYS:
+            self._seen.popitem(last=False)
+        reason = self._reason(subject, raw["causationid"])
+        REPLAYS_RECEIVED.labels(stage, str(raw.get("tenant", "")), reason).inc()
+
+    def _reason(self, subject: str, causation: object) -> str:
+        # The parked entry of the item is the failure the replay answers (same id); it is
+        # co-partitioned with the stage topics, so this worker holds it.
+        table = self._app.tables.get("parked")
+        entry = table.get(subject.encode()) if table is not None and subject else None
+        if entry is None:
+            return "unknown"
+        parked = orjson.loads(entry)
+        return str(parked.get("reason", "unknown")) if parked.get("id") == causation else "unknown"
+
+
+def stage_receiving(event_type: str) -> str | None:
+    """The stage (agent) that consumes events of this type: received -> validate, ..."""
+    from streams.stages import STAGES
+
+    try:
+        stage = Stage.of_type(event_type)
+    except ValueError:
+        return None
+    return next((name for name, (source, _) in STAGES.items() if source is stage), None)
+
+
+# -- consumer lag -----------------------------------------------------------------------------
+
+
+def lag_by_topic(
+    assigned: Iterable[Any],
+    ends: Mapping[Any, int | None],
+    committed: Mapping[Any, int | None],
+    starts: Mapping[Any, int | None],
+) -> dict[str, int]:
+    """Records not yet committed per topic: end offset - committed offset, summed over the
+    partitions held. A partition never committed counts from the start of its log."""
+    lag: dict[str, int] = {}
+    for tp in assigned:
+        end = ends.get(tp)
+        if end is None:
+            continue
+        done = committed.get(tp)
+        if done is None:
+            done = starts.get(tp) or 0
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - done)
+    return lag
+
+
+async def consumer_lag(app: Any) -> dict[str, int]:
+    """Lag of the topics the agents read (changelogs are not acked, so they are left out)."""
+    consumer = app.consumer
+    topics = app.topics.acking_topics
+    assigned = sorted(tp for tp in consumer.assignment() if tp.topic in topics)
+    if not assigned:
+        return {}
+    ends = await consumer.highwaters(*assigned)
+    # Faust's record of what it committed (also set from the group's offsets on assignment);
+    # asking the coordinator instead would cost a round trip per scrape.
+    committed: Mapping[Any, int | None] = getattr(consumer, "_committed_offset", {})
+    missing = [tp for tp in assigned if committed.get(tp) is None]
+    starts = await consumer.earliest_offsets(*missing) if missing else {}
+    return lag_by_topic(assigned, ends, committed, starts)
+
+
+class LagCollector(Collector):
+    """``billstream_consumer_lag_records``, computed on the worker's loop when scraped."""
+
+    def __init__(self) -> None:
+        self.apps: weakref.WeakKeyDictionary[Any, asyncio.AbstractEventLoop] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "billstream_consumer_lag_records",
+            "Records in the topic partitions this worker holds that it has not committed yet.",
+            labels=["topic"],
+        )
+        totals: dict[str, int] = {}
+        for app, loop in list(self.apps.items()):
+            for topic, n in (_lag_in_loop(app, loop) or {}).items():
+                totals[topic] = totals.get(topic, 0) + n
+        for topic, n in sorted(totals.items()):
+            family.add_metric([topic], n)
+        yield family
+
+
+def _lag_in_loop(app: Any, loop: asyncio.AbstractEventLoop) -> dict[str, int] | None:
+    if loop.is_closed() or not loop.is_running():
+        return None
+    try:
+        if asyncio.get_running_loop() is loop:
+            return None  # a scrape on the loop itself would wait for itself
+    except RuntimeError:
+        pass
+    future = asyncio.run_coroutine_threadsafe(consumer_lag(app), loop)
+    try:
+        return future.result(timeout=2.0)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        return None
+    except Exception:
+        log.debug("consumer lag: not available now", exc_info=True)
+        return None
+
+
+LAG = LagCollector()
+REGISTRY.register(LAG)
+
+
+# -- wiring into the worker's Faust app ---------------------------------------------------------
+
+
+def instrument(app: Any) -> None:
+    """Add the replay sensor to an app that has not started yet (idempotent).
+
+    Faust keeps per-sensor state across a rebalance, so a sensor added to a running app
+    crashes the next one: this must happen before the worker starts.
+    """
+    if any(isinstance(sensor, PipelineSensor) for sensor in app.sensors):
+        return
+    app.sensors.add(PipelineSensor(app))
+
+
+async def _on_partitions_assigned(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    # The loop the worker runs on, known only once it runs: the scrape thread reads the
+    # consumer and the parked table there.
+    loop = asyncio.get_running_loop()
+    LAG.apps[app] = loop
+    PARKED.loop = loop
+
+
+def _on_after_configured(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    try:
+        instrument(app)
+    except Exception:
+        log.warning("metrics: cannot instrument the Faust app", exc_info=True)
+
+
+# Faust settles an app's sensors when it is configured: a sensor added earlier (while the
+# app is being built) is never called, one added after start crashes the next rebalance.
+# These class-level signals ("sent by ALL apps") reach every app at the right moments.
+faust.App.on_after_configured.connect(_on_after_configured)
+faust.App.on_partitions_assigned.connect(_on_partitions_assigned)

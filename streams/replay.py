@@ -116,8 +116,6 @@ async def replay(
     dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReplayReport:
-    from streams import metrics
-
     matched = await parked_items(settings, kafka_url, flt)
     report = ReplayReport(matched=len(matched), dry_run=dry_run)
     for ev in matched:
@@ -137,9 +135,6 @@ async def replay(
         for i, ev in enumerate(matched, start=1):
             event, stage = replay_event(ev)
             await publisher.send(event, stage)
-            failure = ev.data
-            assert isinstance(failure, Failure)
-            metrics.REPLAYS.labels(ev.tenant, failure.reason.value).inc()
             report.sent = i
             if progress:
                 progress(i, len(matched))

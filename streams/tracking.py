@@ -2,18 +2,22 @@
 
 An item is parked from its failure until a later event of the same item reaches attached.
 The ``parked`` table is keyed by item key (co-partitioned with the topics) so every worker
-knows the items of its own partitions.
+knows the items of its own partitions. Each failure is also handed to the notifications
+(``streams.notifications``) of the tenants that asked to be told.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from domain.events import Envelope, Failure
 from streams import metrics
+
+if TYPE_CHECKING:
+    from streams.notifications import Notices
 
 
 def parked_table(pipeline: Any) -> Any:
@@ -29,7 +33,17 @@ def parked_table(pipeline: Any) -> Any:
     return table
 
 
-def on_failed(event: Envelope, parked: MutableMapping[bytes, bytes]) -> None:
+def on_failed(
+    event: Envelope, parked: MutableMapping[bytes, bytes], notices: Notices | None = None
+) -> None:
+    _park(event, parked)
+    if notices is not None:
+        # After the parked write, so a digest can tell whether its items are still parked;
+        # ``record`` only writes a table entry: the agent never waits on Slack or SMTP.
+        notices.record(event)
+
+
+def _park(event: Envelope, parked: MutableMapping[bytes, bytes]) -> None:
     failure = event.data
     assert isinstance(failure, Failure)
     key = event.subject.encode()

@@ -30,7 +30,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -47,6 +47,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from adapters import observability
 from adapters.intacct.errors import (
     classify,
     is_already_exists,
@@ -234,6 +235,10 @@ class IntacctClient:
     @property
     def company_id(self) -> str:
         return self.credentials.company_id
+
+    def budgets_in_use(self) -> observability.Budgets:
+        """Requests in flight against the per-company limit, for the budget gauge."""
+        return {"in_flight": (self._in_flight, self.concurrency)}
 
     # -- public ---------------------------------------------------------------------------
 
@@ -463,7 +468,13 @@ class IntacctClient:
         self.stats.requests += 1
         log.debug("intacct %s: POST %d function(s)", self.company_id, n)
         try:
-            resp = await self._http.post(url, content=body)
+            resp = await observability.observed(
+                self._http.post(url, content=body),
+                system="intacct",
+                company=self.company_id,
+                operation="write" if write else "read",
+                client=self,
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise LedgerError(
                 Reason.UNAVAILABLE,
@@ -1476,6 +1487,36 @@ class IntacctLedger:
         if any(start <= probe <= end for start, end in ranges):
             return None
         return probe
+
+    async def _unknown(self, obj: str, key: str, codes: Collection[str]) -> list[str] | None:
+        wanted = sorted({c.strip() for c in codes if c.strip()})
+        if not wanted:
+            return []
+        where = element("in", {"field": key, "value": wanted})
+        [res] = await self._run(
+            [
+                Function(
+                    read_controlid("catalog"), _query(obj, [key, "STATUS"], where, pagesize=2000)
+                )
+            ]
+        )
+        if not res.ok:
+            reason = classify(res.errors)
+            if is_transient(reason) or reason is Reason.AUTH:
+                raise ledger_error(res.errors, what=f"the lookup of {obj}")
+            # Not every company (or role) lets the API read its chart: the codes are then
+            # checked only as bills post, and the caller says so.
+            return None
+        active = {str(r.get(key, "")).strip() for r in res.records() if _active(r)}
+        return [c for c in wanted if c not in active]
+
+    async def unknown_gl_accounts(self, codes: Collection[str]) -> list[str] | None:
+        """The account numbers without an active GLACCOUNT; None when it cannot be read."""
+        return await self._unknown("GLACCOUNT", "ACCOUNTNO", codes)
+
+    async def unknown_tax_codes(self, codes: Collection[str]) -> list[str] | None:
+        """The tax detail ids without an active TAXDETAIL; None when it cannot be read."""
+        return await self._unknown("TAXDETAIL", "DETAILID", codes)
 
     async def check_connection(self) -> None:
         await self.client.ensure_session()

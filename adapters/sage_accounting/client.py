@@ -30,7 +30,7 @@ import random
 import re
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 import httpx
 
+from adapters import observability
 from adapters.sage_accounting import wire
 from adapters.sage_accounting.budget import (
     DEFAULT_BYTE_WINDOW,
@@ -186,6 +187,14 @@ class SageAccountingClient:
         )
         return snap
 
+    def budgets_in_use(self) -> observability.Budgets:
+        """Calls and request bytes in the current windows against their limits (gauge)."""
+        snap = self.budget_snapshot()
+        return {
+            "calls": (snap["calls_in_window"], snap["call_limit"]),
+            "request_bytes": (snap["bytes_in_window"], snap["byte_limit"]),
+        }
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -247,12 +256,18 @@ class SageAccountingClient:
                         headers["Content-Type"] = "application/json"
                     self.requests += 1
                     self.by_operation[op_id] = self.by_operation.get(op_id, 0) + 1
-                    response = await self._http.request(
-                        method,
-                        self.endpoints.api + path,
-                        params=query,
-                        content=payload,
-                        headers=headers,
+                    response = await observability.observed(
+                        self._http.request(
+                            method,
+                            self.endpoints.api + path,
+                            params=query,
+                            content=payload,
+                            headers=headers,
+                        ),
+                        system="sage_accounting",
+                        company=self.business_id,
+                        operation=op_id,
+                        client=self,
                     )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # never reached Sage: always safe to try again
@@ -1069,6 +1084,16 @@ class SageAccountingLedger:
         if start is not None and candidate < start:
             candidate = start
         return candidate
+
+    async def unknown_gl_accounts(self, codes: Collection[str]) -> list[str]:
+        """The codes (nominal codes or names) the chart of accounts lacks; read-only."""
+        found = await self._resolve("accounts", set(codes))
+        return sorted(c for c in set(codes) if c not in found)
+
+    async def unknown_tax_codes(self, codes: Collection[str]) -> list[str]:
+        """The tax codes (ids or names) that are not tax rates of the business; read-only."""
+        found = await self._resolve("tax", set(codes))
+        return sorted(c for c in set(codes) if c not in found)
 
     async def check_connection(self) -> None:
         """Token, business and permissions in one call; raises ``auth``/``unavailable``."""

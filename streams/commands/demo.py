@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from adapters.harness import HARNESSES
 from streams.cli_base import cli, print_json
+from streams.config import REPO_ROOT
+
+if TYPE_CHECKING:
+    from streams.demo import DemoResult
+
+# The worker's default (BILLSTREAM_METRICS_PORT), so a Prometheus set up for a worker works.
+METRICS_PORT = 9464
 
 
 @cli.command()
@@ -56,6 +66,19 @@ from streams.cli_base import cli, print_json
     help="Seconds to wait for every item to finish.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option(
+    "--serve-metrics",
+    is_flag=True,
+    help="Keep the worker's /metrics endpoint (and the worker, broker and sandboxes) up after "
+    "the run until Ctrl-C, for Prometheus and Grafana to look at.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help=f"Port of the worker's /metrics (default {METRICS_PORT} with --serve-metrics, "
+    "otherwise a free one).",
+)
 def demo(
     items: int,
     scenario: str,
@@ -64,6 +87,8 @@ def demo(
     data_dir: Path | None,
     timeout: float,
     as_json: bool,
+    serve_metrics: bool,
+    metrics_port: int | None,
 ) -> None:
     """Run the whole pipeline on the sample invoices and print what happened.
 
@@ -73,22 +98,72 @@ def demo(
     summary: received, attached, failed by reason, bills, attachments, duplicates (bills
     sharing an item key, which must be 0), replayed, seconds.
     """
+    from streams.config import Settings
     from streams.demo import DemoOptions, run_demo
 
-    result = run_demo(
-        DemoOptions(
-            items=items,
-            scenario=scenario,
-            ledger=ledger,
-            source=source,
-            data_dir=data_dir,
-            timeout=timeout,
-            progress=not as_json,
+    port = metrics_port if metrics_port is not None else METRICS_PORT if serve_metrics else 0
+    host = Settings().metrics_host
+    if port and not _port_free(host, port):
+        raise click.UsageError(f"{host}:{port} is in use: choose another --metrics-port")
+
+    async def hold(result: DemoResult) -> None:
+        _print_summary(result, as_json)
+        _print_serving(host, port)
+        await asyncio.Event().wait()  # until Ctrl-C (or SIGTERM) cancels the run
+
+    try:
+        result = run_demo(
+            DemoOptions(
+                items=items,
+                scenario=scenario,
+                ledger=ledger,
+                source=source,
+                data_dir=data_dir,
+                timeout=timeout,
+                progress=not as_json,
+                metrics_port=port,
+                hold=hold if serve_metrics else None,
+            )
         )
+    except KeyboardInterrupt:
+        if not serve_metrics:
+            raise
+        click.echo("stopped: worker, broker and sandboxes are down", err=True)
+        return
+    _print_summary(result, as_json)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        # As the metrics server binds: a port left in TIME_WAIT by the last run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _print_serving(host: str, port: int) -> None:
+    target = f"{host}:{port}"
+    click.echo(
+        f"""
+Metrics: http://{target}/metrics  (the worker, the broker and the sandboxes stay up; Ctrl-C stops)
+Prometheus, e.g. prometheus --config.file=demo-prometheus.yml with:
+  global: {{scrape_interval: 5s}}
+  rule_files: [{REPO_ROOT / "deploy/prometheus/alerts.yml"}]
+  scrape_configs:
+    - job_name: billstream
+      static_configs: [{{targets: ["{target}"]}}]
+Grafana: a Prometheus data source with uid "prometheus" at that Prometheus, then import
+  {REPO_ROOT / "grafana/dashboards/billstream.json"} (README, "Watching it run").""",
+        err=True,
     )
-    summary = result.as_dict()
+
+
+def _print_summary(result: DemoResult, as_json: bool) -> None:
     if as_json:
-        print_json(summary)
+        print_json(result.as_dict())
         return
     click.echo(f"received    {result.received}")
     click.echo(f"attached    {result.attached}")
