@@ -21,9 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -37,6 +35,7 @@ import yaml
 
 from streams.config import REPO_ROOT, Settings
 from streams.demo import DemoOptions, DemoResult, run_demo
+from tests.debian import ensure_debian
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -49,20 +48,7 @@ GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$tenant": ".*"}
 
 
 def ensure_prometheus() -> str:
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("Debian's prometheus is not installed and apt-get cannot run here (not root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for step in (["apt-get", "update"], ["apt-get", "install", "-y", "prometheus"]):
-        done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0 and step[1] == "install":
-            pytest.skip(f"cannot install Debian's prometheus: {done.stderr[-500:]}")
-    found = shutil.which("prometheus")
-    if not found:
-        pytest.skip("apt-get installed prometheus but no prometheus binary is on PATH")
-    return found
+    return ensure_debian("prometheus", "prometheus")
 
 
 def free_port() -> int:

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from streams.config import REPO_ROOT
+from tests.debian import ensure_debian
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 BILLSTREAM_SERVICES = {"worker-1", "worker-2", "dext-poller", "push"}
@@ -28,20 +29,7 @@ SANDBOXES = {"dext-sandbox", "intacct-sandbox", "sage-accounting-sandbox"}
 
 
 def ensure_docker_compose() -> str:
-    found = shutil.which("docker-compose")
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("docker-compose is not installed and apt-get cannot run here (not root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for step in (["apt-get", "update"], ["apt-get", "install", "-y", "docker-compose"]):
-        done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0 and step[1] == "install":
-            pytest.skip(f"cannot install Debian's docker-compose: {done.stderr[-500:]}")
-    found = shutil.which("docker-compose")
-    if not found:
-        pytest.skip("apt-get installed docker-compose but it is not on PATH")
-    return found
+    return ensure_debian("docker-compose", "docker-compose")
 
 
 def compose_config(env_file: Path, *profiles: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ tests/integration/test_dashboards.py.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,25 +15,13 @@ from pathlib import Path
 import pytest
 
 from streams.config import REPO_ROOT
+from tests.debian import ensure_debian
 
 RULES = REPO_ROOT / "deploy" / "prometheus"
 
 
 def ensure_promtool() -> str:
-    found = shutil.which("promtool")
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("promtool (Debian's prometheus) is missing and apt-get cannot run (not root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for step in (["apt-get", "update"], ["apt-get", "install", "-y", "prometheus"]):
-        done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0 and step[1] == "install":
-            pytest.skip(f"cannot install Debian's prometheus (for promtool): {done.stderr[-500:]}")
-    found = shutil.which("promtool")
-    if not found:
-        pytest.skip("apt-get installed prometheus but no promtool is on PATH")
-    return found
+    return ensure_debian("promtool", "prometheus")
 
 
 def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
