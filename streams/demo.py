@@ -26,7 +26,6 @@ import tomli_w
 from aiokafka import AIOKafkaConsumer
 
 from adapters.dext.api import DextApiConfig, poll_once
-from adapters.dext.cursor import KafkaCursorStore
 from adapters.dext.harness import DextSandboxProcess
 from adapters.dext.samples import sample_items
 from adapters.harness import LedgerHarness, harness_for
@@ -39,7 +38,7 @@ from streams.config import Settings
 from streams.publish import Publisher, received_event
 from streams.replay import ReplayFilter, replay
 from streams.runtime import kafka_for
-from streams.topics import ensure_topics
+from streams.topics import cursor_store, ensure_topics
 
 # The month the period-reopen scenario closes: the samples have invoices dated in it.
 REOPEN_PERIOD = "2026-09"
@@ -288,12 +287,7 @@ async def _ingest(
         return len(events)
     async with (
         Publisher(settings, kafka_url) as publisher,
-        KafkaCursorStore(
-            kafka_url,
-            cursors_topic=f"{settings.topic_prefix}cursors",
-            received_topic=settings.topic(Stage.RECEIVED),
-            replication_factor=settings.replication_factor,
-        ) as cursors,
+        cursor_store(settings, kafka_url) as cursors,
     ):
         return await poll_once(
             publisher,

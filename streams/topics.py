@@ -11,6 +11,7 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from adapters.dext.cursor import KafkaCursorStore
 from domain.events import Stage
 from streams.broker import bootstrap_of
 from streams.config import Settings
@@ -38,3 +39,13 @@ async def ensure_topics(settings: Settings, kafka_url: str) -> list[str]:
         return wanted
     finally:
         await admin.close()
+
+
+def cursor_store(settings: Settings, kafka_url: str) -> KafkaCursorStore:
+    """The Dext API poller's durable cursors: a compacted topic beside the pipeline's."""
+    return KafkaCursorStore(
+        kafka_url,
+        cursors_topic=f"{settings.topic_prefix}cursors",
+        received_topic=settings.topic(Stage.RECEIVED),
+        replication_factor=settings.replication_factor,
+    )

@@ -27,15 +27,13 @@ from adapters.dext.api import (
     poll_pass,
     tenants_by_account,
 )
-from adapters.dext.cursor import KafkaCursorStore
 from adapters.dext.folder import ExportFolder, FolderState
-from domain.events import Stage
 from domain.tenants import Tenants, TenantsFileError, load_tenants
 from streams.cli_base import fail, ingest, print_json
 from streams.config import Settings
 from streams.publish import Publisher
 from streams.runtime import kafka_for
-from streams.topics import ensure_topics
+from streams.topics import cursor_store, ensure_topics
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -123,12 +121,7 @@ async def _run_api(
         await ensure_topics(settings, kafka_url)
         async with (
             Publisher(settings, kafka_url) as publisher,
-            KafkaCursorStore(
-                kafka_url,
-                cursors_topic=f"{settings.topic_prefix}cursors",
-                received_topic=settings.topic(Stage.RECEIVED),
-                replication_factor=settings.replication_factor,
-            ) as cursors,
+            cursor_store(settings, kafka_url) as cursors,
         ):
             if not once:
                 await poll_forever(
