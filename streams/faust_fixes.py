@@ -1,4 +1,6 @@
-"""A fix for faust-streaming 0.15.3 that at-least-once depends on.
+"""Fixes for faust-streaming 0.15.3 that at-least-once depends on.
+
+1. Committing past an in-flight event.
 
 With agent ``concurrency`` > 1, events of one partition finish out of order, and
 ``Consumer._new_offset`` then commits past an event still being processed: its head-gap
@@ -9,16 +11,37 @@ again: the invoice is lost (faust-streaming issue #606, fix proposed in PR #707,
 The rule applied here is the invariant itself: never commit at or past the smallest offset
 of a message that was delivered to a stream and is not acked yet. Everything else (the
 gap tree for compacted topics, the head-gap guard) is kept as it was.
+
+2. Events dropped after a rebalance (found by the kill test on Apache Kafka 4.4).
+
+When recovery ends, ``Recovery.on_recovery_completed`` resumes the stream partitions while
+the flow is already running, then awaits the seek to the committed offsets (a round trip per
+partition), then resumes the flow control, which empties every stream's queue. Records the
+fetcher handed to the streams during the seek are wiped, and aiokafka's position has already
+moved past them: a worker that takes over a partition can skip every event it had fetched
+(the kill test saw 169 of 207 invoices never processed). And aiokafka's ``seek_to_committed``
+does not seek a partition whose committed offset is None or 0, so records wiped by a
+rebalance before the group's first commit are skipped the same way.
+
+Here the seek happens while the stream partitions are still paused, and a stream partition
+with nothing committed is sought to the start of its log (``auto_offset_reset`` is
+"earliest"), so after every rebalance each stream reads on from exactly what was committed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import faust
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.utils.functional import consecutive_numbers
 
+FIXED_VERSION = "0.15.3"
+
 _original_new_offset = Consumer._new_offset
+_original_on_recovery_completed = Recovery.on_recovery_completed
 
 
 def _smallest_in_flight(consumer: Any, tp: Any) -> int | None:
@@ -47,6 +70,96 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     return batch[-1] + 1
 
 
+async def _perform_seek(self: Any) -> None:
+    """``Consumer.perform_seek``, with stream partitions never committed sought too."""
+    committed = await self.seek_to_committed()
+    if self.app.conf.consumer_auto_offset_reset == "earliest":
+        streams = self.app.topics.acking_topics
+        unsought = [tp for tp, offset in committed.items() if not offset and tp.topic in streams]
+        if unsought:
+            starts = await self.earliest_offsets(*unsought)
+            await self.seek_wait({tp: starts[tp] for tp in unsought})
+    self._read_offset.update(
+        {
+            tp: offset if offset is not None and offset >= 0 else None
+            for tp, offset in committed.items()
+        }
+    )
+    self._committed_offset.update(
+        {tp: offset if offset else None for tp, offset in committed.items() if offset is not None}
+    )
+
+
+async def _seek_then_resume(recovery: Any) -> None:
+    """Seek the stream partitions while paused, then resume them and the flow, with no
+    ``await`` in between: nothing can reach a stream's queue before the flow control empties
+    it."""
+    consumer = recovery.app.consumer
+    assignment = consumer.assignment()
+    if assignment:
+        recovery.log.info("Seek stream partitions to committed offsets.")
+        await recovery._wait(
+            consumer.perform_seek(), timeout=recovery.app.conf.broker_request_timeout
+        )
+    consumer.resume_partitions({tp for tp in assignment if not recovery._is_changelog_tp(tp)})
+    recovery.completed.set()
+    recovery.app.flow_control.resume()
+    consumer.resume_flow()
+
+
+async def _on_recovery_completed(self: Any, generation_id: int = 0) -> None:
+    """``Recovery.on_recovery_completed`` of 0.15.3 with the seek before the resume."""
+    self.log.info("Restore complete!")
+    await self.app.on_rebalance_complete.send()
+    self._set_recovery_ended()
+    callbacks = [
+        asyncio.ensure_future(
+            table.on_recovery_completed(
+                self.actives_for_table[table], self.standbys_for_table[table]
+            )
+        )
+        for table in self.tables.values()
+    ]
+    if callbacks:
+        await asyncio.wait(callbacks)
+    if self.app.consumer_generation_id != generation_id:
+        self.log.warning(
+            f"Recovery rebalancing again app id {self.app.consumer_generation_id} "
+            f"param {generation_id}"
+        )
+        return
+    await _seek_then_resume(self)
+    await self.app._fetcher.maybe_start()
+    self.tables.on_actives_ready()
+    if not self.app.assignor.assigned_standbys():
+        self.tables.on_standbys_ready()
+    self.app.on_rebalance_end()
+    self.log.info("Worker ready")
+
+
+async def _resume_streams(self: Any, generation_id: int = 0) -> None:
+    """``Recovery._resume_streams`` (an app without tables), ordered the same way."""
+    await self.app.on_rebalance_complete.send()
+    if self.app.consumer_generation_id != generation_id:
+        self.log.warning("Recovery rebalancing again")
+        return
+    await _seek_then_resume(self)
+    await self.app._fetcher.maybe_start()
+    self.tables.on_actives_ready()
+    self.tables.on_standbys_ready()
+    self.app.on_rebalance_end()
+    self.log.info("Worker ready")
+
+
 def apply() -> None:
-    """Install the fix (idempotent); the Faust app calls this when it is built."""
+    """Install the fixes (idempotent); the Faust app calls this when it is built."""
+    if faust.__version__ != FIXED_VERSION:
+        # Each fix replaces a method of this exact release; on another one it may undo a fix.
+        raise RuntimeError(
+            f"streams/faust_fixes.py patches faust-streaming {FIXED_VERSION}, "
+            f"not {faust.__version__}: review the fixes against the new release"
+        )
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+    Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
+    Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
+    Recovery._resume_streams = _resume_streams  # type: ignore[method-assign]

@@ -236,10 +236,22 @@ async def consumer_lag(app: Any) -> dict[str, int]:
 
 
 class LagCollector(Collector):
-    """``billstream_consumer_lag_records``, computed on the worker's loop when scraped."""
+    """``billstream_consumer_lag_records``, measured on the worker's loop.
 
-    def __init__(self) -> None:
+    Measuring takes round trips to the broker through Faust's consumer thread, and an idle
+    consumer's fetch long-polls, so on Apache Kafka a measurement can take longer than a
+    scrape may (Prometheus gives up at the scrape timeout and marks the worker down). So a
+    scrape waits only briefly: each one starts a measurement and answers with the newest
+    finished one, at worst one scrape old.
+    """
+
+    def __init__(self, wait: float = 0.25) -> None:
+        self.wait = wait
         self.apps: weakref.WeakKeyDictionary[Any, asyncio.AbstractEventLoop] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._latest: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+        self._pending: weakref.WeakKeyDictionary[Any, concurrent.futures.Future[dict[str, int]]] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -251,30 +263,36 @@ class LagCollector(Collector):
         )
         totals: dict[str, int] = {}
         for app, loop in list(self.apps.items()):
-            for topic, n in (_lag_in_loop(app, loop) or {}).items():
+            for topic, n in self._measured(app, loop).items():
                 totals[topic] = totals.get(topic, 0) + n
         for topic, n in sorted(totals.items()):
             family.add_metric([topic], n)
         yield family
 
+    def _measured(self, app: Any, loop: asyncio.AbstractEventLoop) -> dict[str, int]:
+        if loop.is_closed() or not loop.is_running() or _on_loop(loop):
+            # A stopped worker has no lag to tell; a scrape on the loop would wait for itself.
+            self._latest.pop(app, None)
+            return {}
+        future = self._pending.get(app)
+        if future is None or future.done():
+            future = asyncio.run_coroutine_threadsafe(consumer_lag(app), loop)
+            self._pending[app] = future
+        concurrent.futures.wait([future], timeout=self.wait)
+        if future.done():
+            self._pending.pop(app, None)
+            try:
+                self._latest[app] = future.result()
+            except (Exception, concurrent.futures.CancelledError):
+                log.debug("consumer lag: not available now", exc_info=True)
+        return self._latest.get(app, {})
 
-def _lag_in_loop(app: Any, loop: asyncio.AbstractEventLoop) -> dict[str, int] | None:
-    if loop.is_closed() or not loop.is_running():
-        return None
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
     try:
-        if asyncio.get_running_loop() is loop:
-            return None  # a scrape on the loop itself would wait for itself
+        return asyncio.get_running_loop() is loop
     except RuntimeError:
-        pass
-    future = asyncio.run_coroutine_threadsafe(consumer_lag(app), loop)
-    try:
-        return future.result(timeout=2.0)
-    except concurrent.futures.TimeoutError:
-        future.cancel()
-        return None
-    except Exception:
-        log.debug("consumer lag: not available now", exc_info=True)
-        return None
+        return False
 
 
 LAG = LagCollector()

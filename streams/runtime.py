@@ -61,9 +61,12 @@ def _worker_class() -> Any:
     class Worker(faust.Worker):  # type: ignore[misc]
         def _on_sigusr1(self) -> None:
             # mode's own handler dumps every task WITH its local variables, request bodies
-            # and credentials included; the stacks alone explain a stuck worker as well.
-            for task in asyncio.all_tasks(self.loop):
-                task.print_stack(limit=12, file=sys.stderr)
+            # and credentials included; the await chains alone explain a stuck worker.
+            from streams.diagnostics import describe_consumer, describe_tasks
+
+            sys.stderr.write(describe_tasks(asyncio.all_tasks(self.loop)))
+            sys.stderr.write(describe_consumer(self.app))
+            sys.stderr.flush()
 
         def _on_sigusr2(self) -> None:
             # mode would start pdb on a daemon's closed stdin; a service must not stop.

@@ -1,19 +1,24 @@
-"""Regression: with agent concurrency > 1, Faust must not commit past an in-flight event
-(faust-streaming #606). A killed worker would otherwise never process that invoice."""
+"""Regressions: with agent concurrency > 1, Faust must not commit past an in-flight event
+(faust-streaming #606), and after a rebalance a stream must read on from what was committed,
+not from past records wiped during recovery. Either way a worker that takes over from a
+killed one would otherwise never process some invoices."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
 from streams import faust_fixes
-from streams.faust_fixes import _original_new_offset
+from streams.faust_fixes import _original_new_offset, _original_on_recovery_completed
 
 TP0 = TP("ap.received", 0)
 
@@ -93,3 +98,137 @@ def test_commits_up_to_the_in_flight_event() -> None:
 def test_without_events_in_flight_faust_decides_as_before() -> None:
     consumer = FakeConsumer(committed=5, acked=[5, 6, 7], in_flight=[])
     assert new_offset(consumer) == 8
+
+
+# -- events dropped after a rebalance ---------------------------------------------------------
+
+STREAM, CHANGELOG = TP("ap.received", 0), TP("app-done-validate-changelog", 0)
+
+
+class Journal(list[str]):
+    """The order in which recovery touched the consumer and the flow."""
+
+
+class RecoveringConsumer:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.active: set[TP] = set()
+
+    def assignment(self) -> set[TP]:
+        return {STREAM, CHANGELOG}
+
+    async def perform_seek(self) -> None:
+        # While the seek awaits the broker, the fetcher may hand a stream whatever is active.
+        self.journal.append("seek" + (" while stream active" if STREAM in self.active else ""))
+
+    def resume_partitions(self, tps: set[TP]) -> None:
+        self.active |= tps
+        self.journal.append("resume partitions")
+
+    def resume_flow(self) -> None:
+        self.journal.append("resume flow")
+
+
+def recovery(journal: Journal) -> Any:
+    async def send() -> None:
+        return None
+
+    async def wait(coro: Any, timeout: float) -> None:  # noqa: ASYNC109 (Faust's signature)
+        await coro
+
+    async def maybe_start() -> None:
+        return None
+
+    consumer = RecoveringConsumer(journal)
+    app = SimpleNamespace(
+        consumer=consumer,
+        consumer_generation_id=3,
+        on_rebalance_complete=SimpleNamespace(send=send),
+        conf=SimpleNamespace(broker_request_timeout=5.0),
+        # Resuming the flow control empties every stream's queue.
+        flow_control=SimpleNamespace(resume=lambda: journal.append("queues emptied")),
+        _fetcher=SimpleNamespace(maybe_start=maybe_start),
+        assignor=SimpleNamespace(assigned_standbys=lambda: set()),
+        on_rebalance_end=lambda: None,
+    )
+    return SimpleNamespace(
+        app=app,
+        log=SimpleNamespace(info=lambda *a: None, warning=lambda *a: None, dev=lambda *a: None),
+        tables=SimpleNamespace(
+            values=lambda: [], on_actives_ready=lambda: None, on_standbys_ready=lambda: None
+        ),
+        _set_recovery_ended=lambda: None,
+        _wait=wait,
+        _is_changelog_tp=lambda tp: tp is CHANGELOG,
+        completed=asyncio.Event(),
+    )
+
+
+async def test_faust_0_15_3_seeks_while_the_streams_already_fetch() -> None:
+    journal = Journal()
+    await _original_on_recovery_completed(recovery(journal), 3)
+    # Records fetched during the seek are wiped with the queues, past aiokafka's position.
+    assert journal[:2] == ["resume partitions", "seek while stream active"]
+
+
+async def test_recovery_seeks_before_any_stream_can_fetch() -> None:
+    journal = Journal()
+    rec = recovery(journal)
+    await Recovery.on_recovery_completed(rec, 3)
+    assert journal == ["seek", "resume partitions", "queues emptied", "resume flow"]
+    assert rec.completed.is_set()
+    assert rec.app.consumer.active == {STREAM}
+
+
+async def test_an_app_without_tables_resumes_in_the_same_order() -> None:
+    journal = Journal()
+    await Recovery._resume_streams(recovery(journal), 3)
+    assert journal == ["seek", "resume partitions", "queues emptied", "resume flow"]
+
+
+class SeekingConsumer:
+    def __init__(self, committed: dict[TP, int | None], reset: str = "earliest") -> None:
+        self.committed = committed
+        self.sought: dict[TP, int] = {}
+        self._read_offset: dict[TP, int | None] = {}
+        self._committed_offset: dict[TP, int | None] = {}
+        self.app = SimpleNamespace(
+            conf=SimpleNamespace(consumer_auto_offset_reset=reset),
+            topics=SimpleNamespace(acking_topics={"ap.received"}),
+        )
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        # aiokafka seeks only the partitions whose committed offset is > 0.
+        self.sought.update({tp: o for tp, o in self.committed.items() if o})
+        return dict(self.committed)
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, 2)  # the log's start, after retention
+
+    async def seek_wait(self, offsets: dict[TP, int]) -> None:
+        self.sought.update(offsets)
+
+
+async def test_a_stream_partition_never_committed_restarts_from_its_log_start() -> None:
+    never, zero, some = TP("ap.received", 0), TP("ap.received", 1), TP("ap.received", 2)
+    consumer = SeekingConsumer({never: None, zero: 0, some: 7, CHANGELOG: None})
+    await Consumer.perform_seek(consumer)  # type: ignore[arg-type]
+    # The changelog is recovery's business: it seeks those itself before reading them.
+    assert consumer.sought == {never: 2, zero: 2, some: 7}
+    assert consumer._read_offset == {never: None, zero: 0, some: 7, CHANGELOG: None}
+    assert consumer._committed_offset == {zero: None, some: 7}
+
+
+async def test_no_seek_to_the_start_when_the_app_reads_from_the_latest() -> None:
+    never = TP("ap.received", 0)
+    consumer = SeekingConsumer({never: None}, reset="latest")
+    await Consumer.perform_seek(consumer)  # type: ignore[arg-type]
+    assert consumer.sought == {}
+
+
+def test_refuses_another_faust_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    import faust
+
+    monkeypatch.setattr(faust, "__version__", "0.16.0")
+    with pytest.raises(RuntimeError, match="review the fixes"):
+        faust_fixes.apply()

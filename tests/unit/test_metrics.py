@@ -231,6 +231,39 @@ def test_lag_collector_asks_the_workers_loop() -> None:
     assert family.samples == []
 
 
+class SlowConsumer(FakeConsumer):
+    """A broker that answers only when the test says so (an idle fetch long-polling)."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__()
+        self.gate = gate
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        await asyncio.to_thread(self.gate.wait)
+        return dict.fromkeys(tps, 10)
+
+
+def test_a_scrape_never_waits_for_a_slow_broker() -> None:
+    # Regression: on Apache Kafka an idle worker's lag took longer than the scrape timeout,
+    # and Prometheus saw the worker down after every run.
+    gate = threading.Event()
+    collector = metrics.LagCollector(wait=0.05)
+    app = FakeApp(
+        consumer=SlowConsumer(gate), topics=SimpleNamespace(acking_topics={"ap.received"})
+    )
+    with running_loop() as loop:
+        collector.apps[app] = loop
+        [family] = collector.collect()
+        assert family.samples == [], "answered without the measurement, not blocked on it"
+        gate.set()
+        # The measurement the first scrape started is what a later one reports.
+        for _ in range(200):
+            [family] = collector.collect()
+            if family.samples:
+                break
+    assert [(s.labels["topic"], s.value) for s in family.samples] == [("ap.received", 17)]
+
+
 class running_loop:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
