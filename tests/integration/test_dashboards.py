@@ -139,7 +139,13 @@ class Prometheus:
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = tmp
         config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            # A 1 s interval means a 1 s scrape timeout: on a loaded CI machine the busy worker
+            # missed scrapes during the run and every rate() came out flat (NaN quantiles).
+            "global": {
+                "scrape_interval": "2s",
+                "scrape_timeout": "2s",
+                "evaluation_interval": "1s",
+            },
             "rule_files": [str(ALERTS)],
             "scrape_configs": [
                 {"job_name": "billstream", "static_configs": [{"targets": [target]}]}
@@ -222,8 +228,9 @@ def series(body: dict[str, Any]) -> list[tuple[dict[str, str], float]]:
 def check_everything(prom: Prometheus, finished: float) -> dict[str, Any]:
     """Every query; returns what was found and the list of problems."""
     # A rate() needs two samples of a series: a counter born late in the run (the replays,
-    # counted when the replayed events arrive) has them once two scrapes followed the end.
-    at = prom.wait_for_scrape_after(finished + 2.5)
+    # counted when the replayed events arrive) has them once two scrapes (2 s apart)
+    # followed the end.
+    at = prom.wait_for_scrape_after(finished + 4.5)
     # Rules are evaluated every second: give them one evaluation over the final data.
     time.sleep(1.5)
     problems: list[str] = []
