@@ -19,10 +19,13 @@ the flow is already running, then awaits the seek to the committed offsets (a ro
 partition), then resumes the flow control, which empties every stream's queue. Records the
 fetcher handed to the streams during the seek are wiped, and aiokafka's position has already
 moved past them: a worker that takes over a partition can skip every event it had fetched
-(the kill test saw 169 of 207 invoices never processed).
+(the kill test saw 169 of 207 invoices never processed). And aiokafka's ``seek_to_committed``
+does not seek a partition whose committed offset is None or 0, so records wiped by a
+rebalance before the group's first commit are skipped the same way.
 
-Here the seek happens while the stream partitions are still paused, so after every
-rebalance each stream reads on from exactly what was committed.
+Here the seek happens while the stream partitions are still paused, and a stream partition
+with nothing committed is sought to the start of its log (``auto_offset_reset`` is
+"earliest"), so after every rebalance each stream reads on from exactly what was committed.
 """
 
 from __future__ import annotations
@@ -65,6 +68,26 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     acked[: len(batch)] = []
     self._acked_index[tp].difference_update(batch)
     return batch[-1] + 1
+
+
+async def _perform_seek(self: Any) -> None:
+    """``Consumer.perform_seek``, with stream partitions never committed sought too."""
+    committed = await self.seek_to_committed()
+    if self.app.conf.consumer_auto_offset_reset == "earliest":
+        streams = self.app.topics.acking_topics
+        unsought = [tp for tp, offset in committed.items() if not offset and tp.topic in streams]
+        if unsought:
+            starts = await self.earliest_offsets(*unsought)
+            await self.seek_wait({tp: starts[tp] for tp in unsought})
+    self._read_offset.update(
+        {
+            tp: offset if offset is not None and offset >= 0 else None
+            for tp, offset in committed.items()
+        }
+    )
+    self._committed_offset.update(
+        {tp: offset if offset else None for tp, offset in committed.items() if offset is not None}
+    )
 
 
 async def _seek_then_resume(recovery: Any) -> None:
@@ -137,5 +160,6 @@ def apply() -> None:
             f"not {faust.__version__}: review the fixes against the new release"
         )
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+    Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
     Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
     Recovery._resume_streams = _resume_streams  # type: ignore[method-assign]

@@ -186,6 +186,46 @@ async def test_an_app_without_tables_resumes_in_the_same_order() -> None:
     assert journal == ["seek", "resume partitions", "queues emptied", "resume flow"]
 
 
+class SeekingConsumer:
+    def __init__(self, committed: dict[TP, int | None], reset: str = "earliest") -> None:
+        self.committed = committed
+        self.sought: dict[TP, int] = {}
+        self._read_offset: dict[TP, int | None] = {}
+        self._committed_offset: dict[TP, int | None] = {}
+        self.app = SimpleNamespace(
+            conf=SimpleNamespace(consumer_auto_offset_reset=reset),
+            topics=SimpleNamespace(acking_topics={"ap.received"}),
+        )
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        # aiokafka seeks only the partitions whose committed offset is > 0.
+        self.sought.update({tp: o for tp, o in self.committed.items() if o})
+        return dict(self.committed)
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, 2)  # the log's start, after retention
+
+    async def seek_wait(self, offsets: dict[TP, int]) -> None:
+        self.sought.update(offsets)
+
+
+async def test_a_stream_partition_never_committed_restarts_from_its_log_start() -> None:
+    never, zero, some = TP("ap.received", 0), TP("ap.received", 1), TP("ap.received", 2)
+    consumer = SeekingConsumer({never: None, zero: 0, some: 7, CHANGELOG: None})
+    await Consumer.perform_seek(consumer)  # type: ignore[arg-type]
+    # The changelog is recovery's business: it seeks those itself before reading them.
+    assert consumer.sought == {never: 2, zero: 2, some: 7}
+    assert consumer._read_offset == {never: None, zero: 0, some: 7, CHANGELOG: None}
+    assert consumer._committed_offset == {zero: None, some: 7}
+
+
+async def test_no_seek_to_the_start_when_the_app_reads_from_the_latest() -> None:
+    never = TP("ap.received", 0)
+    consumer = SeekingConsumer({never: None}, reset="latest")
+    await Consumer.perform_seek(consumer)  # type: ignore[arg-type]
+    assert consumer.sought == {}
+
+
 def test_refuses_another_faust_release(monkeypatch: pytest.MonkeyPatch) -> None:
     import faust
 
