@@ -72,3 +72,18 @@ def fail(message: str, code: int = 2) -> None:
     """Exit with a clear reason on stderr (exit 2 = unusable input or configuration)."""
     click.echo(f"billstream: {message}", err=True)
     raise SystemExit(code)
+
+
+def load_tenants_or_fail(tenants_file: Any, tenant: str | None = None) -> Any:
+    """The tenants file, or exit 2 naming what is wrong with it; ``tenant``, when given, must
+    be one of its tenants."""
+    from domain.tenants import TenantsFileError, load_tenants
+
+    try:
+        tenants = load_tenants(tenants_file)
+    except TenantsFileError as exc:
+        fail(str(exc))
+        raise  # unreachable: fail exits
+    if tenant is not None and tenant not in tenants.tenants:
+        fail(f"unknown tenant {tenant!r} (known: {', '.join(sorted(tenants.tenants))})")
+    return tenants

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from streams.cli_base import cli, fail, print_json
+from streams.cli_base import cli, load_tenants_or_fail, print_json
 from streams.config import Settings
 
 MARKS = {"ok": ("OK  ", "green"), "fail": ("FAIL", "red"), "skip": ("SKIP", "yellow")}
@@ -25,16 +25,10 @@ def check(tenant: str | None, as_json: bool) -> None:
     Nothing is posted or changed. Exit 0 only when no line is red; a skipped line (nothing
     to check, or the ledger connection already failed) is not red.
     """
-    from domain.tenants import TenantsFileError, load_tenants
     from streams.check import all_green, run_checks
 
     settings = Settings()
-    try:
-        tenants = load_tenants(settings.tenants_file)
-    except TenantsFileError as exc:
-        fail(str(exc))
-    if tenant is not None and tenant not in tenants.tenants:
-        fail(f"unknown tenant {tenant!r} (known: {', '.join(sorted(tenants.tenants))})")
+    tenants = load_tenants_or_fail(settings.tenants_file, tenant)
     checks = asyncio.run(run_checks(settings, tenants, only=tenant))
     green = all_green(checks)
     if as_json:

@@ -28,8 +28,8 @@ from adapters.dext.api import (
     tenants_by_account,
 )
 from adapters.dext.folder import ExportFolder, FolderState
-from domain.tenants import Tenants, TenantsFileError, load_tenants
-from streams.cli_base import fail, ingest, print_json
+from domain.tenants import Tenants
+from streams.cli_base import fail, ingest, load_tenants_or_fail, print_json
 from streams.config import Settings
 from streams.publish import Publisher
 from streams.runtime import kafka_for
@@ -45,16 +45,13 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def load_settings_and_tenants() -> tuple[Settings, Tenants]:
+def load_settings_and_tenants(tenant: str | None = None) -> tuple[Settings, Tenants]:
     settings = Settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
-        return settings, load_tenants(settings.tenants_file)
-    except TenantsFileError as exc:
-        fail(str(exc))
-        raise  # unreachable: fail exits
+    tenants: Tenants = load_tenants_or_fail(settings.tenants_file, tenant)
+    return settings, tenants
 
 
 API_HELP = f"""Poll the Dext items API for every tenant with a dext_account.
@@ -183,9 +180,7 @@ def ingest_folder(
     data folder). Bad rows are reported with their line number; the others go through.
     One pass prints a JSON report and exits 1 if any file had a problem.
     """
-    settings, tenants = load_settings_and_tenants()
-    if tenant is not None and tenant not in tenants.tenants:
-        fail(f"unknown tenant {tenant!r} (known: {', '.join(sorted(tenants.tenants))})")
+    settings, tenants = load_settings_and_tenants(tenant)
     code = asyncio.run(_run_folder(settings, tenants, path, watch, tenant, name, settle, interval))
     raise SystemExit(code)
 

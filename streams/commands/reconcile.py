@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from streams.cli_base import cli, fail, print_json
+from streams.cli_base import cli, fail, load_tenants_or_fail, print_json
 from streams.config import Settings
 
 
@@ -39,7 +39,6 @@ def reconcile(
     """
     from tqdm import tqdm
 
-    from domain.tenants import TenantsFileError, load_tenants
     from streams.reconcile import reconcile as run_reconcile
     from streams.replay import parse_since
     from streams.runtime import kafka_for
@@ -49,12 +48,7 @@ def reconcile(
     except ValueError as exc:
         fail(str(exc))
     settings = Settings()
-    try:
-        tenants = load_tenants(settings.tenants_file)
-    except TenantsFileError as exc:
-        fail(str(exc))
-    if tenant is not None and tenant not in tenants.tenants:
-        fail(f"unknown tenant {tenant!r} (known: {', '.join(sorted(tenants.tenants))})")
+    load_tenants_or_fail(settings.tenants_file, tenant)  # exits 2 on a bad file or tenant
     bar = tqdm(desc="reconciling", unit="item", file=sys.stderr, disable=as_json)
 
     def progress(done: int, total: int) -> None:
