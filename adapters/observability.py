@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import httpx
 from prometheus_client import REGISTRY, Counter, Histogram
@@ -27,6 +28,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 T = TypeVar("T")
+
+log = logging.getLogger("billstream.metrics")
 
 # Sub-second reads to the 120 s an Intacct request may take before it times out.
 REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -43,6 +46,17 @@ SAGE_REQUEST_SECONDS = Histogram(
     ["system", "operation"],
     buckets=REQUEST_BUCKETS,
 )
+
+
+def initialise(system: str, operations: Iterable[str]) -> None:
+    """Create the request-time series of ``system`` at zero before its first request.
+
+    A series born with its first observation has no earlier sample, so ``rate()`` misses
+    the first scrape interval's requests (a short run shows none at all).
+    """
+    for operation in operations:
+        SAGE_REQUEST_SECONDS.labels(system, operation)
+
 
 # A budget's name -> (in use, limit), both in the budget's own unit (calls, bytes, requests).
 Budgets = Mapping[str, tuple[float, float]]
@@ -103,37 +117,53 @@ async def observed(
         SAGE_REQUEST_SECONDS.labels(system, operation).observe(time.perf_counter() - started)
 
 
-def call_in_loop(
-    loop: asyncio.AbstractEventLoop, fn: Callable[[], T], timeout: float = 1.0
-) -> T | None:
-    """``fn()`` run on ``loop``'s thread, for a scrape thread reading state the loop owns.
+class LatestReading(Generic[T]):
+    """A value the worker's loop owns, read from the scrape thread without holding the scrape.
 
-    The budgets and the consumer are not thread-safe: reading them from the HTTP server's
-    thread could race the loop. None when the loop is gone or too busy to answer in time.
+    The budgets, the parked table and the consumer are not thread-safe, so they are read on
+    the loop's thread; but a busy loop (or a consumer fetch that long-polls on Apache Kafka)
+    must not make a scrape outlast Prometheus's scrape timeout, which marks the worker down.
+    So each ``read`` starts a reading on the loop unless one is still running, waits at most
+    ``wait`` seconds, and answers with the newest reading that finished: at worst one scrape
+    old, None until the first one finishes.
     """
-    if loop.is_closed() or not loop.is_running():
-        return None
+
+    def __init__(self, wait: float = 0.25) -> None:
+        self.wait = wait
+        self._latest: T | None = None
+        self._pending: concurrent.futures.Future[T] | None = None
+
+    def read(
+        self, loop: asyncio.AbstractEventLoop, measure: Callable[[], Awaitable[T]]
+    ) -> T | None:
+        if loop.is_closed() or not loop.is_running() or _on_loop(loop):
+            # A stopped worker has nothing to tell; a scrape on the loop would wait for itself.
+            self._latest = None
+            return None
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.run_coroutine_threadsafe(_as_coroutine(measure), loop)
+        concurrent.futures.wait([self._pending], timeout=self.wait)
+        if self._pending.done():
+            try:
+                self._latest = self._pending.result()
+            except (Exception, concurrent.futures.CancelledError):
+                log.debug("metrics: a reading failed", exc_info=True)
+            self._pending = None
+        return self._latest
+
+
+async def _as_coroutine(measure: Callable[[], Awaitable[T]]) -> T:
+    return await measure()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
     try:
-        if asyncio.get_running_loop() is loop:
-            return fn()
+        return asyncio.get_running_loop() is loop
     except RuntimeError:
-        pass
-    answer: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-    def run() -> None:
-        try:
-            answer.set_result(fn())
-        except BaseException as exc:
-            answer.set_exception(exc)
-
-    try:
-        loop.call_soon_threadsafe(run)
-        return answer.result(timeout)
-    except (RuntimeError, concurrent.futures.TimeoutError):
-        return None
+        return False
 
 
-def _read(clients: list[tuple[BudgetReporter, _Watch]]) -> list[tuple[_Watch, Budgets]]:
+async def _read(clients: list[tuple[BudgetReporter, _Watch]]) -> list[tuple[_Watch, Budgets]]:
     return [(watch, client.budgets_in_use()) for client, watch in clients]
 
 
@@ -141,6 +171,11 @@ class BudgetCollector(Collector):
     """``billstream_sage_budget_used_ratio``: each watched client's budgets, read at scrape
     time, so a budget whose window has emptied reads low even when no request was sent since.
     """
+
+    def __init__(self) -> None:
+        self._readings: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, LatestReading[list[tuple[_Watch, Budgets]]]
+        ] = weakref.WeakKeyDictionary()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -162,7 +197,8 @@ class BudgetCollector(Collector):
                         _watched.pop(client, None)
                 continue
 
-            for watch, budgets in call_in_loop(loop, partial(_read, clients)) or []:
+            reading = self._readings.setdefault(loop, LatestReading())
+            for watch, budgets in reading.read(loop, partial(_read, clients)) or []:
                 for name, (used, limit) in budgets.items():
                     # Clients of one company (two tenants on it) add up to one budget.
                     total = totals.setdefault((watch.system, watch.company, name), [0.0, 0.0])

@@ -258,6 +258,9 @@ class DemoOptions:
     timeout: float = 600.0
     progress: bool = True
     metrics_port: int = 0  # the worker's /metrics port; 0 = a free one
+    # Called once the worker has been started, before any item is sent (e.g. to wait for a
+    # first scrape of its /metrics).
+    before: Callable[[], Awaitable[None]] | None = None
     # Called once every item has finished, with the summary, while the worker (and so its
     # /metrics), the broker and the sandboxes are still up; they stop when it returns.
     hold: Callable[[DemoResult], Awaitable[None]] | None = None
@@ -328,6 +331,8 @@ async def _run(
         embedded=settings.kafka_url is None,
     )
     try:
+        if opts.before is not None:
+            await opts.before()
         started = time.monotonic()
         async with Terminal(settings, kafka_url) as terminal:
             ingest_started = time.monotonic()

@@ -12,12 +12,12 @@ consumer lag per topic read at scrape time.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import weakref
 from collections import Counter as Tally
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import faust
@@ -26,9 +26,11 @@ from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from adapters.observability import call_in_loop
+from adapters import observability
+from adapters.observability import LatestReading
 from domain.errors import Reason
 from domain.events import Stage, event_id
+from domain.tenants import Tenants
 
 log = logging.getLogger("billstream.metrics")
 
@@ -75,6 +77,24 @@ REPLAYS_RECEIVED = Counter(
 _TENANTS: set[str] = set()
 
 
+def initialise(stages: Iterable[str], tenants: Tenants) -> None:
+    """Create the series known at start at zero, before the first scrape.
+
+    Prometheus's ``rate()`` needs a sample before an increase to see it: a histogram child
+    born with its first observation starts at that count, so in a short run (or the first
+    minute of a long one) the quantile panels showed nothing. Stages and tenants are fixed
+    for the life of a worker; so are the operations of Sage Intacct's requests.
+    """
+    for stage in stages:
+        STAGE_SECONDS.labels(stage)
+    for tenant in tenants.all():
+        RECEIPT_TO_ATTACHED.labels(tenant.id)
+    if any(tenant.ledger.kind == "intacct" for tenant in tenants.all()):
+        from adapters.intacct.client import OPERATIONS
+
+        observability.initialise("intacct", OPERATIONS)
+
+
 def record_stage(stage: str, tenant: str, outcome: str, seconds: float) -> None:
     _TENANTS.add(tenant)
     EVENTS.labels(stage, tenant, outcome).inc()
@@ -100,11 +120,18 @@ class ParkedCollector(Collector):
         self.source: Callable[[], Iterable[tuple[str, str]]] | None = None
         # The worker's loop, once known: the table is read there, never while it changes.
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._reading: LatestReading[Tally[tuple[str, str]]] = LatestReading()
 
-    def _counts(self, source: Callable[[], Iterable[tuple[str, str]]]) -> Tally[tuple[str, str]]:
+    def _counts(
+        self, source: Callable[[], Iterable[tuple[str, str]]]
+    ) -> Tally[tuple[str, str]] | None:
         if self.loop is None or self.loop.is_closed():
             return Tally(source())
-        return call_in_loop(self.loop, lambda: Tally(source())) or Tally()
+
+        async def count() -> Tally[tuple[str, str]]:
+            return Tally(source())
+
+        return self._reading.read(self.loop, count)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -112,8 +139,9 @@ class ParkedCollector(Collector):
             "Items whose latest outcome is a failure, by reason (the replay to-do list).",
             labels=["tenant", "reason"],
         )
-        if self.source is not None:
-            counts = self._counts(self.source)
+        counts = self._counts(self.source) if self.source is not None else None
+        # None: the loop has not answered yet; unknown is not zero, so no series.
+        if counts is not None:
             tenants = {tenant for tenant, _ in counts} | set(_TENANTS)
             reasons = {reason for _, reason in counts} | {r.value for r in Reason}
             for tenant in sorted(tenants):
@@ -240,9 +268,7 @@ class LagCollector(Collector):
 
     Measuring takes round trips to the broker through Faust's consumer thread, and an idle
     consumer's fetch long-polls, so on Apache Kafka a measurement can take longer than a
-    scrape may (Prometheus gives up at the scrape timeout and marks the worker down). So a
-    scrape waits only briefly: each one starts a measurement and answers with the newest
-    finished one, at worst one scrape old.
+    scrape may: each scrape answers with the newest finished measurement (``LatestReading``).
     """
 
     def __init__(self, wait: float = 0.25) -> None:
@@ -250,8 +276,7 @@ class LagCollector(Collector):
         self.apps: weakref.WeakKeyDictionary[Any, asyncio.AbstractEventLoop] = (
             weakref.WeakKeyDictionary()
         )
-        self._latest: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
-        self._pending: weakref.WeakKeyDictionary[Any, concurrent.futures.Future[dict[str, int]]] = (
+        self._readings: weakref.WeakKeyDictionary[Any, LatestReading[dict[str, int]]] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -263,36 +288,12 @@ class LagCollector(Collector):
         )
         totals: dict[str, int] = {}
         for app, loop in list(self.apps.items()):
-            for topic, n in self._measured(app, loop).items():
+            reading = self._readings.setdefault(app, LatestReading(self.wait))
+            for topic, n in (reading.read(loop, partial(consumer_lag, app)) or {}).items():
                 totals[topic] = totals.get(topic, 0) + n
         for topic, n in sorted(totals.items()):
             family.add_metric([topic], n)
         yield family
-
-    def _measured(self, app: Any, loop: asyncio.AbstractEventLoop) -> dict[str, int]:
-        if loop.is_closed() or not loop.is_running() or _on_loop(loop):
-            # A stopped worker has no lag to tell; a scrape on the loop would wait for itself.
-            self._latest.pop(app, None)
-            return {}
-        future = self._pending.get(app)
-        if future is None or future.done():
-            future = asyncio.run_coroutine_threadsafe(consumer_lag(app), loop)
-            self._pending[app] = future
-        concurrent.futures.wait([future], timeout=self.wait)
-        if future.done():
-            self._pending.pop(app, None)
-            try:
-                self._latest[app] = future.result()
-            except (Exception, concurrent.futures.CancelledError):
-                log.debug("consumer lag: not available now", exc_info=True)
-        return self._latest.get(app, {})
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 LAG = LagCollector()

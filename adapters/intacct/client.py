@@ -84,6 +84,8 @@ from domain.normalize import vendor_match_key
 from domain.tenants import Tenant
 
 DEFAULT_ENDPOINT = "https://api.intacct.com/ia/xml/xmlgw.phtml"
+# The ``operation`` label of the request metrics: every request is one or the other.
+OPERATIONS = ("read", "write")
 DEFAULT_CONCURRENCY = 2  # the usual per-company allowance of concurrent XML requests
 DEFAULT_MAX_BATCH = 25  # functions per request when callers queue up
 DEFAULT_FOLDER = "billstream"

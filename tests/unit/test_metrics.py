@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 
 from domain.errors import Reason, StageError
 from domain.events import Envelope, Failure, Stage, event_id
+from domain.tenants import parse_tenants
 from streams import metrics
 from streams.publish import received_event
 from streams.replay import replay_event
@@ -279,3 +280,32 @@ class running_loop:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+
+
+def test_initialise_creates_the_known_series_at_zero_before_any_observation() -> None:
+    # Regression: series born with their first observation have no earlier sample, so a
+    # short demo's quantile panels came out NaN on a real Prometheus.
+    tenants = parse_tenants(
+        '[tenants.init-probe]\nbase_currency = "GBP"\n'
+        '[tenants.init-probe.ledger]\nkind = "intacct"\ncompany = "INIT-PROBE"\n',
+        "probe.toml",
+    )
+
+    def sample(name: str, labels: dict[str, str]) -> float | None:
+        return REGISTRY.get_sample_value(name, labels)
+
+    stage = {"stage": "init-probe-stage"}
+    tenant = {"tenant": "init-probe"}
+    assert sample("billstream_stage_seconds_count", stage) is None
+    assert sample("billstream_receipt_to_attached_seconds_count", tenant) is None
+
+    metrics.initialise(["init-probe-stage"], tenants)
+
+    assert sample("billstream_stage_seconds_count", stage) == 0.0
+    assert sample("billstream_stage_seconds_bucket", {**stage, "le": "0.1"}) == 0.0
+    assert sample("billstream_receipt_to_attached_seconds_count", tenant) == 0.0
+    for operation in ("read", "write"):
+        labels = {"system": "intacct", "operation": operation}
+        # Other tests in this process may have sent Intacct requests already: present is all
+        # that can be said of these.
+        assert sample("billstream_sage_request_duration_seconds_count", labels) is not None

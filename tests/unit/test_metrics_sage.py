@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -31,9 +33,11 @@ def timed(system: str, operation: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def ratio(system: str, company: str, budget: str) -> float | None:
+async def ratio(system: str, company: str, budget: str) -> float | None:
+    # As Prometheus would: from the scrape thread, while the loop goes on.
     labels = {"system": system, "company": company, "budget": budget}
-    return REGISTRY.get_sample_value("billstream_sage_budget_used_ratio", labels)
+    name = "billstream_sage_budget_used_ratio"
+    return await asyncio.to_thread(REGISTRY.get_sample_value, name, labels)
 
 
 # -- observed -------------------------------------------------------------------------------
@@ -138,11 +142,45 @@ def test_budgets_are_read_on_the_clients_loop_and_add_up_per_company() -> None:
     assert ("gauge", "biz", "calls") not in _collect()
 
 
-def test_call_in_loop_gives_up_on_a_loop_that_is_not_running() -> None:
+def test_a_reading_gives_up_on_a_loop_that_is_not_running() -> None:
     loop = asyncio.new_event_loop()
+
+    async def one() -> int:
+        return 1
+
     try:
-        assert observability.call_in_loop(loop, lambda: 1) is None
+        assert observability.LatestReading[int]().read(loop, one) is None
     finally:
+        loop.close()
+
+
+def test_a_busy_loop_gets_the_newest_finished_reading_without_holding_the_scrape() -> None:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    count = itertools.count(1)
+
+    async def measure() -> int:
+        return next(count)
+
+    reading = observability.LatestReading[int](wait=0.2)
+    release = threading.Event()
+    try:
+        assert reading.read(loop, measure) == 1
+        loop.call_soon_threadsafe(release.wait, 10)  # the loop is stuck in a long step
+        started = time.monotonic()
+        assert reading.read(loop, measure) == 1  # the last one that finished
+        assert reading.read(loop, measure) == 1  # the pending one is not started twice
+        assert time.monotonic() - started < 2
+        release.set()
+        deadline = time.monotonic() + 5
+        while (value := reading.read(loop, measure)) == 1 and time.monotonic() < deadline:
+            pass
+        assert value == 2
+    finally:
+        release.set()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
         loop.close()
 
 
@@ -169,7 +207,7 @@ async def test_intacct_requests_are_counted_as_read_or_write(gateway: Gateway) -
         assert requests("intacct", company, "read", "429") == throttles + 1
         assert requests("intacct", company, "read", "200") == reads + 2
         assert client.budgets_in_use() == {"in_flight": (0, client.concurrency)}
-        assert ratio("intacct", company, "in_flight") == 0.0
+        assert await ratio("intacct", company, "in_flight") == 0.0
     finally:
         await client.aclose()
 
@@ -208,7 +246,7 @@ async def test_sage_accounting_requests_by_operation_and_its_budgets() -> None:
         assert requests("sage_accounting", "biz-metrics", "getContacts", "200") == before + 2
         in_use = client.budgets_in_use()
         assert in_use == {"calls": (2, 10), "request_bytes": (0, 1000)}
-        assert ratio("sage_accounting", "biz-metrics", "calls") == pytest.approx(0.2)
-        assert ratio("sage_accounting", "biz-metrics", "request_bytes") == 0.0
+        assert await ratio("sage_accounting", "biz-metrics", "calls") == pytest.approx(0.2)
+        assert await ratio("sage_accounting", "biz-metrics", "request_bytes") == 0.0
     finally:
         await client.aclose()
