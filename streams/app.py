@@ -12,7 +12,7 @@ from typing import Any
 import faust
 
 from domain.events import Stage
-from streams import faust_fixes, metrics  # noqa: F401 - metrics hooks every app
+from streams import faust_fixes, metrics, stall_watchdog  # noqa: F401 - metrics hooks every app
 from streams.config import Settings
 from streams.wiring import Ports
 
@@ -65,6 +65,7 @@ def create_app(settings: Settings, kafka_url: str, ports: Ports) -> Pipeline:
     from streams.agents import register_agents
 
     register_agents(pipeline)
+    stall_watchdog.install(app)
     return pipeline
 
 

@@ -70,6 +70,12 @@ REPLAYS_RECEIVED = Counter(
     "been parked for (unknown when this worker does not hold the item's parked entry).",
     ["stage", "tenant", "reason"],
 )
+CONSUMER_RESEEKS = Counter(
+    "billstream_consumer_reseeks_total",
+    "Stream partitions sought back to their committed offset by the stall watchdog: records "
+    "were fetched past it and none reached a stream (each one is a Faust drop, healed).",
+    ["topic"],
+)
 
 # Tenants this process has handled events of: the parked gauge reports every reason for
 # them, zeros included, so "is tenant X parked for auth?" has an answer (0) rather than no

@@ -59,9 +59,13 @@ def test_sigkill_mid_flow_loses_nothing_and_doubles_nothing(
         first.send_signal(signal.SIGKILL)
         first.wait()
         second = pipeline.start_worker("worker-2.log")
-        terminal = asyncio.run(
-            wait_terminal(pipeline.settings, {e.subject: 1 for e in events}, within=240)
-        )
+        try:
+            terminal = asyncio.run(
+                wait_terminal(pipeline.settings, {e.subject: 1 for e in events}, within=240)
+            )
+        except TimeoutError as exc:
+            # What the surviving worker holds and awaits: the only evidence of a stall.
+            raise AssertionError(f"{exc}\n{pipeline.dump(second, 'worker-2.log')}") from exc
         inventory = pipeline.inventory()
     finally:
         stop_process(first)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,21 @@ class Rig:
             metrics_port=-1,
             embedded=not os.environ.get("BILLSTREAM_TEST_KAFKA_URL"),
         )
+
+    def dump(self, proc: subprocess.Popen[bytes] | None, log_name: str) -> str:
+        """A running worker's SIGUSR1 dump (its consumer's partitions, then its tasks' await
+        chains), for the failure message of a test that found it stuck."""
+        if proc is None or proc.poll() is not None:
+            return f"{log_name}: the worker is not running"
+        log_path = Path(self.settings.data_dir) / log_name
+        before = log_path.stat().st_size if log_path.exists() else 0
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        with open(log_path, "rb") as log:
+            log.seek(before)
+            text = log.read().decode(errors="replace")
+        start = text.find("consumer:")
+        return text[start:] if start >= 0 else f"{log_name}: no dump written\n{text[-2000:]}"
 
     def inventory(self) -> dict[str, ItemInventory]:
         out: dict[str, ItemInventory] = {}
