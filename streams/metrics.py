@@ -83,16 +83,18 @@ CONSUMER_RESEEKS = Counter(
 _TENANTS: set[str] = set()
 
 
-def initialise(stages: Iterable[str], tenants: Tenants) -> None:
+def initialise(stages: Iterable[str], tenants: Tenants, topics: Iterable[str] = ()) -> None:
     """Create the series known at start at zero, before the first scrape.
 
     Prometheus's ``rate()`` needs a sample before an increase to see it: a histogram child
     born with its first observation starts at that count, so in a short run (or the first
     minute of a long one) the quantile panels showed nothing. Stages and tenants are fixed
-    for the life of a worker; so are the operations of Sage Intacct's requests.
+    for the life of a worker; so are its topics and the operations of Sage Intacct's requests.
     """
     for stage in stages:
         STAGE_SECONDS.labels(stage)
+    for topic in topics:
+        CONSUMER_RESEEKS.labels(topic)
     for tenant in tenants.all():
         RECEIPT_TO_ATTACHED.labels(tenant.id)
     if any(tenant.ledger.kind == "intacct" for tenant in tenants.all()):

@@ -77,6 +77,7 @@ def _worker_class() -> Any:
 
 def run_worker(settings: Settings, kafka_url: str) -> int:
     """Run the stage agents until SIGTERM/SIGINT. Blocks; returns the exit code."""
+    from domain.events import Stage
     from streams import metrics, stages
     from streams.app import create_app
     from streams.topics import ensure_topics
@@ -86,7 +87,8 @@ def run_worker(settings: Settings, kafka_url: str) -> int:
     ports = Ports.from_settings(settings)
     pipeline = create_app(settings, kafka_url, ports)
     if settings.metrics_port >= 0:
-        metrics.initialise(stages.STAGES, ports.tenants)
+        topics = [settings.topic(stage) for stage in Stage]
+        metrics.initialise(stages.STAGES, ports.tenants, topics)
         port = metrics.serve(settings.metrics_host, settings.metrics_port)
         print(f"metrics: http://{settings.metrics_host}:{port}/metrics", file=sys.stderr)
     worker = _worker_class()(

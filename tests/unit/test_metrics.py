@@ -299,11 +299,14 @@ def test_initialise_creates_the_known_series_at_zero_before_any_observation() ->
     assert sample("billstream_stage_seconds_count", stage) is None
     assert sample("billstream_receipt_to_attached_seconds_count", tenant) is None
 
-    metrics.initialise(["init-probe-stage"], tenants)
+    assert sample("billstream_consumer_reseeks_total", {"topic": "init-probe.received"}) is None
+
+    metrics.initialise(["init-probe-stage"], tenants, ["init-probe.received"])
 
     assert sample("billstream_stage_seconds_count", stage) == 0.0
     assert sample("billstream_stage_seconds_bucket", {**stage, "le": "0.1"}) == 0.0
     assert sample("billstream_receipt_to_attached_seconds_count", tenant) == 0.0
+    assert sample("billstream_consumer_reseeks_total", {"topic": "init-probe.received"}) == 0.0
     for operation in ("read", "write"):
         labels = {"system": "intacct", "operation": operation}
         # Other tests in this process may have sent Intacct requests already: present is all
