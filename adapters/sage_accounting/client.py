@@ -358,6 +358,11 @@ class SageAccountingClient:
         return items
 
 
+def token_store_for(token_dir: Path, tenant_id: str) -> TokenStore:
+    """Where a tenant's Sage Accounting tokens live (written by ``billstream connect``)."""
+    return TokenStore(token_dir / f"sage-accounting-{tenant_id}.json")
+
+
 class SageAccountingLedger:
     """``domain.ports.Ledger`` on one Sage Accounting business."""
 
@@ -459,7 +464,7 @@ class SageAccountingLedger:
                 f"{prefix}_TIMEOUT must be positive numbers",
             )
         endpoints = Endpoints.resolve(cfg.url, env, prefix)
-        store = TokenStore(token_dir / f"sage-accounting-{tenant.id}.json")
+        store = token_store_for(token_dir, tenant.id)
         oauth = SageOAuth(
             client_id=env[f"{prefix}_CLIENT_ID"],
             client_secret=env[f"{prefix}_CLIENT_SECRET"],

@@ -20,7 +20,8 @@ from typing import Any
 
 from adapters.harness import ItemInventory
 from adapters.processes import SandboxProcess as BaseSandboxProcess
-from adapters.sage_accounting.client import idempotency_id
+from adapters.sage_accounting.client import idempotency_id, token_store_for
+from adapters.sage_accounting.oauth import TokenSet
 from adapters.sage_accounting.sandbox import DEFAULT_CHART
 from domain.tenants import LedgerConfig, Tenant, Tenants
 
@@ -187,6 +188,14 @@ class SageAccountingHarness:
             if self.calls_per_minute is not None:
                 out[f"{p}_CALLS_PER_MINUTE"] = str(self.calls_per_minute)
         return out
+
+    def reconnect(self, tenant: Tenant, token_dir: Path) -> None:
+        """What ``billstream connect sage-accounting`` leaves once the user has consented
+        again: a new refresh token in the tenant's token store (the sandbox mints it)."""
+        made = self._running().admin("POST", "refresh_tokens", {})
+        token_store_for(token_dir, tenant.id).write(
+            TokenSet(refresh_token=str(made["refresh_token"]))
+        )
 
     def close_period(self, tenant: Tenant, period: str) -> None:
         self._running().close_period(self._business(tenant), period)
