@@ -26,11 +26,24 @@ rebalance before the group's first commit are skipped the same way.
 Here the seek happens while the stream partitions are still paused, and a stream partition
 with nothing committed is sought to the start of its log (``auto_offset_reset`` is
 "earliest"), so after every rebalance each stream reads on from exactly what was committed.
+
+3. Holes in what a stream reads (found by a fault test on Apache Kafka 4.4).
+
+Faust's ``getmany`` drops the rest of a fetched batch when the flow stops or the generation
+changes under it, and aiokafka's position is already past those records. When more records
+of the partition come later, Faust delivers them, calls the missing offsets a "gap" (meant
+for compacted topics and transaction markers, neither of which a stream topic here has) and
+commits past them: the invoices are lost without a trace. So every record handed to a stream
+is checked against the next offset that partition must deliver (set by each seek, moved by
+each record); a record beyond it is held back and the partition is sought back to the hole,
+unless the hole is below the log start (records deleted by retention are gone for good).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
@@ -40,8 +53,13 @@ from faust.utils.functional import consecutive_numbers
 
 FIXED_VERSION = "0.15.3"
 
+log = logging.getLogger("billstream.consumer")
+
 _original_new_offset = Consumer._new_offset
 _original_on_recovery_completed = Recovery.on_recovery_completed
+_original_getmany = Consumer.getmany
+_original_seek = Consumer.seek
+_original_on_partitions_revoked = Consumer.on_partitions_revoked
 
 
 def _smallest_in_flight(consumer: Any, tp: Any) -> int | None:
@@ -73,12 +91,17 @@ def _new_offset(self: Any, tp: Any) -> int | None:
 async def _perform_seek(self: Any) -> None:
     """``Consumer.perform_seek``, with stream partitions never committed sought too."""
     committed = await self.seek_to_committed()
+    streams = self.app.topics.acking_topics
+    expected = next_offsets(self)
+    for tp, offset in committed.items():
+        if tp.topic in streams:
+            expected[tp] = offset if offset else None
     if self.app.conf.consumer_auto_offset_reset == "earliest":
-        streams = self.app.topics.acking_topics
         unsought = [tp for tp, offset in committed.items() if not offset and tp.topic in streams]
         if unsought:
             starts = await self.earliest_offsets(*unsought)
             await self.seek_wait({tp: starts[tp] for tp in unsought})
+            expected.update({tp: starts[tp] for tp in unsought})
     self._read_offset.update(
         {
             tp: offset if offset is not None and offset >= 0 else None
@@ -88,6 +111,75 @@ async def _perform_seek(self: Any) -> None:
     self._committed_offset.update(
         {tp: offset if offset else None for tp, offset in committed.items() if offset is not None}
     )
+
+
+def next_offsets(consumer: Any) -> dict[Any, int | None]:
+    """Stream partition -> the offset it must deliver next (None: not known yet)."""
+    found: dict[Any, int | None] | None = consumer.__dict__.get("_billstream_next")
+    if found is None:
+        found = consumer.__dict__["_billstream_next"] = {}
+    return found
+
+
+async def _seek(self: Any, partition: Any, offset: int) -> None:
+    await _original_seek(self, partition, offset)
+    if partition.topic in self.app.topics.acking_topics:
+        next_offsets(self)[partition] = offset
+
+
+async def _on_partitions_revoked(self: Any, revoked: set[Any]) -> None:
+    expected = next_offsets(self)
+    for tp in revoked:
+        expected.pop(tp, None)
+    await _original_on_partitions_revoked(self, revoked)
+
+
+async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:  # noqa: ASYNC109
+    """``Consumer.getmany``, holding back what lies beyond a hole and seeking back to it."""
+    streams = self.app.topics.acking_topics
+    expected = next_offsets(self)
+    held: set[Any] = set()  # partitions sought back during this batch: the rest is stale
+    async for tp, message in _original_getmany(self, timeout):
+        if tp.topic in streams:
+            if tp in held:
+                continue
+            want = expected.get(tp)
+            hole = want is not None and message.offset > want
+            if hole and await _seek_back_to_hole(self, tp, want, message.offset):
+                held.add(tp)
+                continue
+            if want is None or message.offset >= want:
+                expected[tp] = message.offset + 1
+        yield tp, message
+
+
+async def _seek_back_to_hole(consumer: Any, tp: Any, want: int, got: int) -> bool:
+    """Seek ``tp`` back to ``want``; False when the hole is records deleted by retention."""
+    start = (await consumer.earliest_offsets(tp))[tp]
+    if got <= start:
+        log.warning(
+            "consumer: %s[%d] offsets %d..%d were deleted from the log before being read",
+            tp.topic,
+            tp.partition,
+            want,
+            got - 1,
+        )
+        return False
+    target = max(want, start)
+    log.warning(
+        "consumer: %s[%d] skipped offsets %d..%d (dropped before any stream saw them); "
+        "reading again from %d",
+        tp.topic,
+        tp.partition,
+        want,
+        got - 1,
+        target,
+    )
+    from streams import metrics  # here: metrics imports this module's users
+
+    metrics.CONSUMER_RESEEKS.labels(tp.topic).inc()
+    await consumer.seek(tp, target)
+    return True
 
 
 async def _seek_then_resume(recovery: Any) -> None:
@@ -161,5 +253,8 @@ def apply() -> None:
         )
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
     Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
+    Consumer.getmany = _getmany  # type: ignore[method-assign,assignment]
+    Consumer.seek = _seek  # type: ignore[method-assign]
+    Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
     Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
     Recovery._resume_streams = _resume_streams  # type: ignore[method-assign]
