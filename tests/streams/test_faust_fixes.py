@@ -232,3 +232,84 @@ def test_refuses_another_faust_release(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(faust, "__version__", "0.16.0")
     with pytest.raises(RuntimeError, match="review the fixes"):
         faust_fixes.apply()
+
+
+# -- 3. holes in what a stream reads ------------------------------------------------------------
+
+
+class HoleConsumer:
+    """What ``_getmany`` reads and calls: a batch from Faust, earliest offsets, seek."""
+
+    def __init__(self, batch: list[tuple[TP, int]], log_start: int = 0) -> None:
+        self.batch = batch
+        self.log_start = log_start
+        self.sought: list[tuple[TP, int]] = []
+        self.app = SimpleNamespace(topics=SimpleNamespace(acking_topics={TP0.topic}))
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, self.log_start)
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.sought.append((tp, offset))
+        faust_fixes.next_offsets(self)[tp] = offset
+
+
+async def delivered(consumer: HoleConsumer, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    async def faust_getmany(self: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        for tp, offset in consumer.batch:
+            yield tp, SimpleNamespace(tp=tp, offset=offset)
+
+    monkeypatch.setattr(faust_fixes, "_original_getmany", faust_getmany)
+    return [m.offset async for _, m in faust_fixes._getmany(consumer, 1.0)]
+
+
+async def test_a_hole_is_held_back_and_sought_back_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 5..7 were fetched and dropped by Faust; 8 and 9 arrive: Faust would commit past 5..7.
+    consumer = HoleConsumer([(TP0, 8), (TP0, 9)])
+    faust_fixes.next_offsets(consumer)[TP0] = 5
+    assert await delivered(consumer, monkeypatch) == []
+    assert consumer.sought == [(TP0, 5)]  # once, not once per record behind the hole
+    consumer.batch = [(TP0, 5), (TP0, 6), (TP0, 7), (TP0, 8)]
+    assert await delivered(consumer, monkeypatch) == [5, 6, 7, 8]
+    assert faust_fixes.next_offsets(consumer)[TP0] == 9
+
+
+async def test_contiguous_records_and_other_topics_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    changelog = TP("app-done-attach-changelog", 0)
+    consumer = HoleConsumer([(TP0, 3), (changelog, 40), (TP0, 4), (changelog, 90)])
+    faust_fixes.next_offsets(consumer)[TP0] = 3
+    assert await delivered(consumer, monkeypatch) == [3, 40, 4, 90]
+    assert consumer.sought == []
+
+
+async def test_until_a_seek_says_where_to_start_nothing_is_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = HoleConsumer([(TP0, 12), (TP0, 13), (TP0, 15)])
+    assert await delivered(consumer, monkeypatch) == [12, 13]  # 15 is after a hole again
+    assert consumer.sought == [(TP0, 14)]
+
+
+async def test_records_deleted_by_retention_are_not_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = HoleConsumer([(TP0, 50), (TP0, 51)], log_start=50)
+    faust_fixes.next_offsets(consumer)[TP0] = 10
+    assert await delivered(consumer, monkeypatch) == [50, 51]
+    assert consumer.sought == []
+
+
+async def test_a_revoked_partition_forgets_where_it_was() -> None:
+    consumer: Any = SimpleNamespace()
+    faust_fixes.next_offsets(consumer)[TP0] = 7
+
+    async def revoked(self: Any, tps: set[TP]) -> None:
+        return None
+
+    original = faust_fixes._original_on_partitions_revoked
+    faust_fixes._original_on_partitions_revoked = revoked  # type: ignore[assignment]
+    try:
+        await faust_fixes._on_partitions_revoked(consumer, {TP0})
+    finally:
+        faust_fixes._original_on_partitions_revoked = original  # type: ignore[assignment]
+    assert TP0 not in faust_fixes.next_offsets(consumer)
