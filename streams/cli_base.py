@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
+
+if TYPE_CHECKING:  # the CLI starts fast: domain is imported when a command runs
+    from domain.tenants import Tenants
 
 
 @click.group(
@@ -74,7 +78,7 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
-def load_tenants_or_fail(tenants_file: Any, tenant: str | None = None) -> Any:
+def load_tenants_or_fail(tenants_file: Path, tenant: str | None = None) -> Tenants:
     """The tenants file, or exit 2 naming what is wrong with it; ``tenant``, when given, must
     be one of its tenants."""
     from domain.tenants import TenantsFileError, load_tenants

@@ -69,7 +69,7 @@ def describe_consumer(app: Any) -> str:
     unacked: dict[Any, list[int]] = {}
     for message in list(read("_unacked_messages") or ()):
         unacked.setdefault(message.tp, []).append(message.offset)
-    aio = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    aio = _aiokafka(consumer)
     aio_paused = set(aio.paused()) if aio is not None else set()
     fetcher = getattr(aio, "_fetcher", None)
     buffered_in_aio = set(getattr(fetcher, "_records", {}) or {})
@@ -89,19 +89,30 @@ def describe_consumer(app: Any) -> str:
             f"  {tp.topic}[{tp.partition}] read={read_offsets.get(tp)} "
             f"committed={committed.get(tp)} unacked={len(pending)}"
             + (f" from {pending[0]}" if pending else "")
-            + f" aiokafka={_fetch_state(aio, tp)}"
+            + f" aiokafka={_fetch_state(consumer, tp)}"
             + (" records-buffered" if tp in buffered_in_aio else "")
             + (f" ({', '.join(flags)})" if flags else "")
         )
     return "\n".join(lines) + "\n"
 
 
-def _fetch_state(aio: Any, tp: Any) -> str:
-    """aiokafka's own view of a partition: where it fetches next, or why it does not."""
+def _aiokafka(consumer: Any) -> Any:
+    """The aiokafka consumer inside Faust's consumer thread (None before it starts)."""
+    return getattr(getattr(consumer, "_thread", None), "_consumer", None)
+
+
+def partition_state(consumer: Any, tp: Any) -> Any:
+    """aiokafka's state of one partition of Faust's ``consumer`` (position, pause, reset),
+    or None when it has none: not started, not assigned, or mid-rebalance."""
     try:
-        state = aio._subscription.subscription.assignment.state_value(tp)
+        return _aiokafka(consumer)._subscription.subscription.assignment.state_value(tp)
     except Exception:
-        return "?"
+        return None
+
+
+def _fetch_state(consumer: Any, tp: Any) -> str:
+    """aiokafka's own view of a partition: where it fetches next, or why it does not."""
+    state = partition_state(consumer, tp)
     if state is None:
         return "unassigned"
     if state.awaiting_reset:

@@ -51,6 +51,8 @@ from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.utils.functional import consecutive_numbers
 
+from streams import metrics
+
 FIXED_VERSION = "0.15.3"
 
 log = logging.getLogger("billstream.consumer")
@@ -145,7 +147,7 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
                 continue
             want = expected.get(tp)
             hole = want is not None and message.offset > want
-            if hole and await _seek_back_to_hole(self, tp, want, message.offset):
+            if hole and await _seek_back_to_hole(self, tp, want or 0, message.offset):
                 held.add(tp)
                 continue
             if want is None or message.offset >= want:
@@ -165,21 +167,17 @@ async def _seek_back_to_hole(consumer: Any, tp: Any, want: int, got: int) -> boo
             got - 1,
         )
         return False
-    target = max(want, start)
-    log.warning(
-        "consumer: %s[%d] skipped offsets %d..%d (dropped before any stream saw them); "
-        "reading again from %d",
-        tp.topic,
-        tp.partition,
-        want,
-        got - 1,
-        target,
-    )
-    from streams import metrics  # here: metrics imports this module's users
-
-    metrics.CONSUMER_RESEEKS.labels(tp.topic).inc()
-    await consumer.seek(tp, target)
+    why = f"skipped offsets {want}..{got - 1} (dropped before any stream saw them)"
+    await seek_back(consumer, tp, max(want, start), why)
     return True
+
+
+async def seek_back(consumer: Any, tp: Any, offset: int, why: str) -> None:
+    """Read a stream partition again from ``offset``: logged and counted, whoever asks (the
+    hole check here, the stall watchdog)."""
+    log.warning("consumer: %s[%d] %s; reading again from %d", tp.topic, tp.partition, why, offset)
+    metrics.CONSUMER_RESEEKS.labels(tp.topic).inc()
+    await consumer.seek(tp, offset)
 
 
 async def _seek_then_resume(recovery: Any) -> None:
@@ -253,7 +251,7 @@ def apply() -> None:
         )
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
     Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
-    Consumer.getmany = _getmany  # type: ignore[method-assign,assignment]
+    Consumer.getmany = _getmany  # type: ignore[method-assign]
     Consumer.seek = _seek  # type: ignore[method-assign]
     Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
     Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]

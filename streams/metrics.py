@@ -72,8 +72,8 @@ REPLAYS_RECEIVED = Counter(
 )
 CONSUMER_RESEEKS = Counter(
     "billstream_consumer_reseeks_total",
-    "Stream partitions sought back to their committed offset by the stall watchdog: records "
-    "were fetched past it and none reached a stream (each one is a Faust drop, healed).",
+    "Stream partitions read again from a hole (the hole check) or from their committed offset "
+    "(the stall watchdog): records Faust fetched and dropped, healed.",
     ["topic"],
 )
 

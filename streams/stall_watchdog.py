@@ -22,7 +22,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from streams import metrics
+from streams.diagnostics import partition_state
+from streams.faust_fixes import seek_back
 
 log = logging.getLogger("billstream.watchdog")
 
@@ -48,11 +49,7 @@ class PartitionView:
 
 
 def aiokafka_position(app: Any, tp: Any) -> int | None:
-    aio = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
-    try:
-        state = aio._subscription.subscription.assignment.state_value(tp)
-    except Exception:  # not started, or mid-rebalance: no view this time
-        return None
+    state = partition_state(app.consumer, tp)
     if state is None or state.awaiting_reset or not state.has_valid_position:
         return None
     position: int = state.position
@@ -130,17 +127,11 @@ class StallWatchdog:
             offset = stuck.committed
             if offset is None:
                 offset = (await self.app.consumer.earliest_offsets(tp))[tp]
-            log.warning(
-                "consumer: %s[%d] was fetched up to offset %d but nothing past %s reached a "
-                "stream; seeking back to %d to read it again",
-                tp.topic,
-                tp.partition,
-                stuck.position,
-                stuck.committed,
-                offset,
+            why = (
+                f"was fetched up to offset {stuck.position} but nothing past {stuck.committed} "
+                "reached a stream (stall watchdog)"
             )
-            metrics.CONSUMER_RESEEKS.labels(tp.topic).inc()
-            await self.app.consumer.seek(tp, offset)
+            await seek_back(self.app.consumer, tp, offset, why)
 
 
 def install(app: Any, every: float = CHECK_SECONDS) -> StallWatchdog:

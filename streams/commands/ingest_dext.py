@@ -50,8 +50,7 @@ def load_settings_and_tenants(tenant: str | None = None) -> tuple[Settings, Tena
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    tenants: Tenants = load_tenants_or_fail(settings.tenants_file, tenant)
-    return settings, tenants
+    return settings, load_tenants_or_fail(settings.tenants_file, tenant)
 
 
 API_HELP = f"""Poll the Dext items API for every tenant with a dext_account.
