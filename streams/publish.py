@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from domain.dext import ItemRefused, check_item, item_id
 from domain.events import Envelope, Received, Stage
 from domain.models import DocumentRef, item_key
 from streams.broker import bootstrap_of
@@ -80,13 +81,19 @@ def received_event(
     document: DocumentRef | None = None,
     origin: str | None = None,
 ) -> Envelope:
-    """The ``billstream.received`` event of a Dext item (which must carry an ``id``)."""
-    dext_id = str(item.get("id") or "").strip()
-    if not dext_id:
-        raise ValueError("a Dext item without an id cannot be keyed")
+    """The ``billstream.received`` event of a Dext item.
+
+    Raises ``ItemRefused`` for an item that no stage could carry (no usable id, over the size
+    or depth limit): every source goes through here, so one limit holds at every ingress.
+    """
+    problems = check_item(item)
+    if problems:
+        raise ItemRefused(problems)
+    dext_id = item_id(item)
+    assert dext_id is not None
     return Envelope.new(
         stage=Stage.RECEIVED,
         subject=item_key(tenant_id, dext_id),
-        data=Received(item=dict(item), document=document, origin=origin),
+        data=Received(item={**item, "id": dext_id}, document=document, origin=origin),
         source=source,
     )

@@ -51,7 +51,7 @@ from tenacity import (
 
 from adapters.dext.cursor import CursorState, CursorStore, Pending
 from adapters.dext.items import ReceivedSink, SourceItem, canonical_item, env_suffix
-from domain.dext import item_id
+from domain.dext import check_item
 from domain.tenants import Tenant
 
 log = logging.getLogger("billstream.dext.api")
@@ -405,13 +405,16 @@ class AccountPoller:
     def _source_items(self, page: Page, cursor: str | None, result: PollResult) -> list[SourceItem]:
         by_key: dict[str, SourceItem] = {}
         for n, raw in enumerate(page.items):
-            if item_id(raw) is None:
-                # Without an id an item cannot be keyed; say so loudly rather than invent one.
-                why = f"item {n + 1} of the page after cursor {cursor or 'start'} has no id"
+            item, ref = canonical_item(raw)
+            refused = check_item(item)
+            if refused:
+                # Without a usable id, or too big for any stage to carry, an item cannot
+                # enter the pipeline; say so loudly rather than invent or truncate one.
+                messages = "; ".join(p.message for p in refused)
+                why = f"item {n + 1} of the page after cursor {cursor or 'start'}: {messages}"
                 log.error("Dext account %s: %s; it was not published", self.account, why)
                 result.skipped.append(why)
                 continue
-            item, ref = canonical_item(raw)
             si = SourceItem(self.tenant.id, item, ref, f"cursor {cursor or 'start'}")
             by_key[si.key] = si
         return list(by_key.values())

@@ -71,7 +71,7 @@ from urllib.parse import urlparse
 
 from adapters.dext.items import ReceivedSink, SourceItem, canonical_item, guess_content_type
 from domain.dates import DateError, parse_date
-from domain.dext import ItemFormatError, item_id, loads_items
+from domain.dext import ItemFormatError, check_item, loads_items
 from domain.locales import DateOrder
 from domain.models import DocumentRef
 from domain.tenants import Tenant, Tenants
@@ -581,10 +581,12 @@ class ExportFolder:
                 report.problems.append(Problem(shown, None, str(exc)))
                 return []
             for n, raw in enumerate(raws, start=1):
-                if item_id(raw) is None:
-                    report.problems.append(Problem(shown, n, f"item {n} has no Dext id"))
-                    continue
                 item, ref = canonical_item(raw)
+                refused = check_item(item)
+                if refused:
+                    messages = "; ".join(p.message for p in refused)
+                    report.problems.append(Problem(shown, n, f"item {n}: {messages}"))
+                    continue
                 ref = self._json_document(path, item, ref, index)
                 si = SourceItem(tenant.id, item, ref, f"{shown}#{n}")
                 out[si.key] = si
@@ -594,6 +596,11 @@ class ExportFolder:
         if parsed.ignored_columns:
             report.notes.append("ignored columns: " + ", ".join(parsed.ignored_columns))
         for row in parsed.rows:
+            refused = check_item(row.item)
+            if refused:
+                messages = "; ".join(p.message for p in refused)
+                report.problems.append(Problem(shown, row.line, messages))
+                continue
             ref = self._row_document(path, row, index)
             if ref is None:
                 report.notes.append(f"line {row.line}: no document found for {row.item['id']}")

@@ -55,7 +55,7 @@ class SourceItem:
 
     @property
     def key(self) -> str:
-        return item_key(self.tenant, str(self.item["id"]))
+        return item_key(self.tenant, require_id(self.item))
 
     @property
     def digest(self) -> str:
@@ -75,6 +75,10 @@ def canonical_item(raw: Mapping[str, Any]) -> tuple[dict[str, Any], DocumentRef 
     """
     ref = document_ref(raw)
     item = {k: v for k, v in raw.items() if k not in LOCATION_KEYS}
+    dext_id = item_id(raw)
+    if dext_id is not None:
+        # One spelling of the id for every key: the push dedup, the Kafka key, the audit.
+        item["id"] = dext_id
     doc = raw.get("document")
     if ref is not None or isinstance(doc, Mapping):
         filename = None

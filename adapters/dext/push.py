@@ -13,9 +13,10 @@ A request carries three headers:
 The body is one item or a JSON array of items (at most ``max_items``), each with its Dext
 ``id``; a document is given by URL (``document.url``, ``document_url`` or ``image_url``), https
 from a host the tenant allows. Answers: ``202`` with the item key(s); ``401`` (headers, tenant,
-signature, timestamp), ``413`` (body over the cap), ``422`` (not JSON, not items, a refused
-document URL), ``409`` (an item already received with different content), ``503`` (the broker
-did not take it: send again). Every refusal is JSON ``{"reason", "message"}``.
+signature, timestamp), ``413`` (body or an item over the cap), ``415`` (not JSON), ``400``
+(not JSON, not items, an item too deep or without a usable id, a refused document URL: every
+problem named), ``409`` (an item already received with different content), ``503`` (only when
+the broker did not take it: send again). Every refusal is JSON ``{"reason", "message"}``.
 
 The same item pushed twice is one item: a repeat (a tool's retry, a replayed request) answers
 ``202`` with ``"status": "duplicate"`` and publishes nothing. What was received is kept in a
@@ -29,6 +30,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import sqlite3
 import time
 import uuid
@@ -37,10 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from adapters.dext.items import ReceivedSink, SourceItem, canonical_item, env_suffix
 from adapters.documents import DocumentFetcher
-from domain.dext import ItemFormatError, item_id, loads_items
+from domain.dext import ItemFormatError, ItemRefused, check_item, loads_items
 from domain.tenants import Tenant, Tenants
 
 log = logging.getLogger("billstream.dext.push")
@@ -51,6 +54,10 @@ MAX_ITEMS = 100
 MAX_SKEW_SECONDS = 300
 MIN_SECRET_LENGTH = 16
 SIGNATURE_PREFIX = "sha256="
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+SIGNATURE = re.compile(r"sha256=[0-9a-fA-F]{64}")
+TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def secret_env(tenant_id: str) -> str:
@@ -125,6 +132,17 @@ class PushState:
             )
 
 
+def _header(request: web.Request, name: str) -> str:
+    """A header as printable ASCII, or "" (aiohttp hands other bytes on as surrogates)."""
+    value = request.headers.get(name, "").strip()
+    return value if value.isascii() and value.isprintable() else ""
+
+
+def _is_json(content_type: str) -> bool:
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime in ("", "application/json", "text/json") or mime.endswith("+json")
+
+
 def _refuse(status: int, reason: str, message: str, **extra: Any) -> web.Response:
     return web.json_response({"reason": reason, "message": message, **extra}, status=status)
 
@@ -172,7 +190,8 @@ class PushEndpoint:
         return app
 
     async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "tenants": sorted(self.secrets)})
+        # Strangers learn that it runs, not whose books it serves.
+        return web.json_response({"ok": True})
 
     async def _read_body(self, request: web.Request) -> bytes | None:
         if request.content_length is not None and request.content_length > self.max_body_bytes:
@@ -188,38 +207,22 @@ class PushEndpoint:
                 return None
             chunks.append(chunk)
 
-    async def receive(self, request: web.Request) -> web.Response:
-        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-        tenant_id = request.headers.get("X-Billstream-Tenant", "").strip()
-        timestamp = request.headers.get("X-Billstream-Timestamp", "").strip()
-        signature = request.headers.get("X-Billstream-Signature", "").strip()
-        missing = [
-            name
-            for name, value in (
-                ("X-Billstream-Tenant", tenant_id),
-                ("X-Billstream-Timestamp", timestamp),
-                ("X-Billstream-Signature", signature),
-            )
-            if not value
-        ]
-        if missing:
-            return _refuse(401, "missing_headers", f"missing header(s): {', '.join(missing)}")
-        accepted_secrets = self.secrets.get(tenant_id)
-        if tenant_id not in self.tenants.tenants or not accepted_secrets:
+    def _authenticate(self, request: web.Request, body: bytes) -> web.Response | None:
+        """None when the headers carry a fresh signature of ``body`` by the tenant's secret."""
+        tenant_id = _header(request, "X-Billstream-Tenant")
+        timestamp = _header(request, "X-Billstream-Timestamp")
+        signature = _header(request, "X-Billstream-Signature")
+        if not (TIMESTAMP.fullmatch(timestamp) and SIGNATURE.fullmatch(signature)):
             return _refuse(
                 401,
-                "unknown_tenant",
-                f"tenant {tenant_id!r} does not take pushes (no such tenant, or no "
-                f"{secret_env(tenant_id)} configured)",
+                "bad_signature",
+                "X-Billstream-Timestamp must be Unix seconds and X-Billstream-Signature "
+                "'sha256=<64 hex digits>': HMAC-SHA256 of timestamp + '.' + raw body",
             )
-        body = await self._read_body(request)
-        if body is None:
-            return _refuse(
-                413, "too_large", f"the body is over the {self.max_body_bytes} bytes cap"
-            )
+        accepted = self.secrets.get(tenant_id, [])
         if not any(
             hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode())
-            for secret in accepted_secrets
+            for secret in accepted
         ):
             return _refuse(
                 401,
@@ -227,42 +230,64 @@ class PushEndpoint:
                 "the signature does not match: HMAC-SHA256 of timestamp + '.' + raw body, "
                 "with the tenant's secret, as 'sha256=<hex>'",
             )
-        if not timestamp.isdigit() or abs(self.clock() - int(timestamp)) > MAX_SKEW_SECONDS:
+        if abs(self.clock() - int(timestamp)) > MAX_SKEW_SECONDS:
             return _refuse(
                 401,
                 "stale_timestamp",
                 f"X-Billstream-Timestamp must be Unix seconds within {MAX_SKEW_SECONDS} s of "
                 "now; sign each request when it is sent",
             )
+        return None
+
+    async def receive(self, request: web.Request) -> web.Response:
+        request_id = _header(request, "X-Request-Id")
+        if not REQUEST_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex
+        names = ("X-Billstream-Tenant", "X-Billstream-Timestamp", "X-Billstream-Signature")
+        missing = [name for name in names if not request.headers.get(name, "").strip()]
+        if missing:
+            return _refuse(401, "missing_headers", f"missing header(s): {', '.join(missing)}")
+        tenant_id = _header(request, "X-Billstream-Tenant")
+        if tenant_id not in self.tenants.tenants or not self.secrets.get(tenant_id):
+            shown = tenant_id if TENANT.fullmatch(tenant_id) else "(not a tenant id)"
+            return _refuse(
+                401,
+                "unknown_tenant",
+                f"tenant {shown!r} does not take pushes (no such tenant, or no "
+                f"{secret_env(shown)} configured)",
+            )
+        if not _is_json(request.headers.get("Content-Type", "")):
+            return _refuse(
+                415, "unsupported_media_type", "send the items as JSON (application/json)"
+            )
+        body = await self._read_body(request)
+        if body is None:
+            return _refuse(
+                413, "too_large", f"the body is over the {self.max_body_bytes} bytes cap"
+            )
+        refused = self._authenticate(request, body)
+        if refused is not None:
+            return refused
         tenant = self.tenants.get(tenant_id)
         try:
             raws = loads_items(body)
         except ItemFormatError as exc:
-            return _refuse(422, "invalid_json", str(exc))
+            return _refuse(400, "invalid_json", str(exc))
         if not raws:
-            return _refuse(422, "invalid_item", "no items in the body")
+            return _refuse(400, "invalid_item", "no items in the body")
         if len(raws) > self.max_items:
             return _refuse(413, "too_many_items", f"at most {self.max_items} items per request")
-        problems: list[dict[str, Any]] = []
-        batch: list[SourceItem] = []
-        for n, raw in enumerate(raws):
-            if item_id(raw) is None:
-                problems.append({"index": n, "message": "the item has no Dext id"})
-                continue
-            item, ref = canonical_item(raw)
-            if ref is not None:
-                why = self.documents.check(ref, tenant)
-                if why is not None:
-                    problems.append({"index": n, "message": f"document refused: {why}"})
-                    continue
-            batch.append(SourceItem(tenant.id, item, ref, f"push request {request_id}"))
+        batch, problems, too_large = self._source_items(raws, tenant, request_id)
         if problems:
             return _refuse(
-                422, "invalid_item", "nothing was accepted; fix these items", problems=problems
+                413 if too_large else 400,
+                "too_large" if too_large else "invalid_item",
+                "nothing was accepted; fix these items",
+                problems=problems,
             )
         keys = [si.key for si in batch]
         if len(set(keys)) != len(keys):
-            return _refuse(422, "invalid_item", "the same item id appears twice in the body")
+            return _refuse(400, "invalid_item", "the same item id appears twice in the body")
         conflicts = [si.key for si in batch if self.state.seen(si.key) not in (None, si.digest)]
         if conflicts:
             return _conflict(conflicts)
@@ -277,6 +302,30 @@ class PushEndpoint:
             answer |= results[0]
         return web.json_response(answer, status=202)
 
+    def _source_items(
+        self, raws: list[dict[str, Any]], tenant: Tenant, request_id: str
+    ) -> tuple[list[SourceItem], list[dict[str, Any]], bool]:
+        """The items to accept, every problem by index, and whether size was one of them."""
+        problems: list[dict[str, Any]] = []
+        batch: list[SourceItem] = []
+        too_large = False
+        for n, raw in enumerate(raws):
+            item, ref = canonical_item(raw)
+            refused = check_item(item)
+            if refused:
+                too_large |= ItemRefused(refused).too_large
+                problems += [{"index": n, "code": p.code, "message": p.message} for p in refused]
+                continue
+            if ref is not None:
+                why = self.documents.check(ref, tenant)
+                if why is not None:
+                    problems.append(
+                        {"index": n, "code": "document_refused", "message": f"document: {why}"}
+                    )
+                    continue
+            batch.append(SourceItem(tenant.id, item, ref, f"push request {request_id}"))
+        return batch, problems, too_large
+
     async def _accept(self, si: SourceItem, request_id: str) -> str | web.Response:
         lock = self._locks[int(hashlib.sha256(si.key.encode()).hexdigest(), 16) % len(self._locks)]
         async with lock:
@@ -289,7 +338,10 @@ class PushEndpoint:
                 await self.sink.publish_received(
                     si.tenant, si.item, source="push", document=si.document, origin=si.origin
                 )
-            except Exception as exc:  # the broker did not take it: the client must retry
+            except ItemRefused as exc:  # checked above; kept so a gap is a 400, not a retry
+                return _refuse(400, "invalid_item", str(exc))
+            except (KafkaError, OSError, TimeoutError) as exc:
+                # The broker did not take it: only this is worth sending again.
                 log.error("push %s: publishing %s failed: %s", request_id, si.key, exc)
                 return _refuse(503, "unavailable", "the item could not be stored; send it again")
             self.state.record(si, request_id)

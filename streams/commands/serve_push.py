@@ -31,7 +31,8 @@ Headers:  X-Billstream-Tenant: <tenant id>
           X-Billstream-Signature: sha256=<hex HMAC-SHA256 of timestamp + "." + raw body>
 Body:     one Dext item, or a JSON array of them, each with its "id".
 Answers:  202 {{"key": "tenant:id", "status": "accepted" | "duplicate"}};
-          401 / 413 / 422 / 409 / 503 with {{"reason", "message"}}.
+          400 / 401 / 413 / 415 / 409 with {{"reason", "message"}}; 503 only
+          when the broker did not take the item (send it again).
 
 \b
 Secrets (environment only): {ENV_SECRET_PREFIX}<TENANT>, e.g. acme-uk ->

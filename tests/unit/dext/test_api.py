@@ -190,7 +190,7 @@ async def test_an_item_without_id_is_reported_not_invented(sandbox: Sandbox) -> 
         sink, POLLED, config=sandbox.config(), cursors=MemoryCursorStore(sink)
     )
     assert result.published == 9
-    assert result.skipped == ["item 2 of the page after cursor start has no id"]
+    assert result.skipped == ["item 2 of the page after cursor start: the item has no Dext id"]
 
 
 def test_configuration_from_the_environment() -> None:

@@ -207,9 +207,9 @@ async def test_who_is_pushing_must_be_clear(
         (body([item(0), item(0)]), "invalid_item", "appears twice"),
     ],
 )
-async def test_unusable_bodies_are_422(push: Push, value: bytes, reason: str, text: str) -> None:
+async def test_unusable_bodies_are_400(push: Push, value: bytes, reason: str, text: str) -> None:
     response = await push.send(value)
-    assert (response.status_code, response.json()["reason"]) == (422, reason)
+    assert (response.status_code, response.json()["reason"]) == (400, reason)
     assert text in json.dumps(response.json())
     assert push.sink.events == []
 
