@@ -7,7 +7,9 @@ one small script polls a replay's progress, and every page works without it. Rep
 Access: loopback by default. A token (``BILLSTREAM_WEB_TOKEN``) is required when the page is
 bound to any other address, and always when it is set: as ``Authorization: Bearer``, or
 once as ``?token=`` which becomes an HttpOnly cookie. Every form carries a per-server
-anti-forgery value, so another site open in the same browser cannot press Replay.
+anti-forgery value, so another site open in the same browser cannot press Replay. A request
+whose ``Host`` is not one of the page's own names is refused (421), so a DNS-rebinding page
+cannot read the page or its anti-forgery value.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,31 @@ MIN_TOKEN = 16
 
 VIEW_KEY = web.AppKey("view", LogView)
 STATE_KEY: web.AppKey[PageState] = web.AppKey("state")
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+ALLOWED_HOSTS_ENV = "BILLSTREAM_WEB_ALLOWED_HOSTS"
+
+
+def allowed_hosts(bind: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The names a request's ``Host`` may carry: loopback names, the bound address, ``extra``.
+
+    A DNS-rebinding page reaches the server under its own name (``attacker.example``), so a
+    request for any other name is refused before anything is read or done.
+    """
+    names = set(LOOPBACK_NAMES)
+    if bind and bind not in ("0.0.0.0", "::"):
+        names.add(bind.strip("[]").lower())
+    names.update(h.strip().strip("[]").lower() for h in extra if h.strip())
+    return frozenset(names)
+
+
+def host_name(host_header: str) -> str:
+    """``Host`` without its port, lower case: ``[::1]:8090`` -> ``::1``."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else ""
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def is_loopback(host: str) -> bool:
@@ -77,6 +104,7 @@ class PageState:
     kafka_url: str
     tenants: Tenants | None
     token: str | None
+    hosts: frozenset[str] = LOOPBACK_NAMES
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     jobs: dict[str, ReplayJob] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -141,6 +169,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[STATE_KEY]
+    if host_name(request.headers.get("Host", "")) not in state.hosts:
+        return web.Response(
+            status=421,
+            text="billstream operator page: this Host is not served here (see --allowed-host)\n",
+        )
     if state.token is not None and request.path != "/healthz":
         given = request.query.get("token")
         if given is not None and hmac.compare_digest(given.encode(), state.token.encode()):
@@ -400,11 +433,14 @@ def make_app(
     token: str | None,
     tenants: Tenants | None = None,
     view: LogView | None = None,
+    hosts: frozenset[str] = LOOPBACK_NAMES,
 ) -> web.Application:
     app = web.Application(middlewares=[security], client_max_size=64 * 1024)
     the_view = view or LogView(settings, kafka_url)
     app[VIEW_KEY] = the_view
-    app[STATE_KEY] = PageState(settings=settings, kafka_url=kafka_url, tenants=tenants, token=token)
+    app[STATE_KEY] = PageState(
+        settings=settings, kafka_url=kafka_url, tenants=tenants, token=token, hosts=hosts
+    )
     app.router.add_get("/", index)
     app.router.add_get("/parked", parked)
     app.router.add_get("/search", search)

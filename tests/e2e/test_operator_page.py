@@ -277,7 +277,9 @@ def parked_event(supplier: str) -> Envelope:
 
 
 @contextlib.asynccontextmanager
-async def page_client(tmp_path: Path, token: str | None) -> AsyncIterator[Any]:
+async def page_client(
+    tmp_path: Path, token: str | None, hosts: frozenset[str] | None = None
+) -> AsyncIterator[Any]:
     from aiohttp.test_utils import TestClient, TestServer
 
     from streams.web.server import make_app
@@ -286,7 +288,15 @@ async def page_client(tmp_path: Path, token: str | None) -> AsyncIterator[Any]:
     view = QuietView(settings, "kafka://127.0.0.1:1")
     view.apply(parked_event('<script>alert("x")</script> & Co'))
     client = TestClient(
-        TestServer(make_app(settings, "kafka://127.0.0.1:1", token=token, view=view))
+        TestServer(
+            make_app(
+                settings,
+                "kafka://127.0.0.1:1",
+                token=token,
+                view=view,
+                **({} if hosts is None else {"hosts": hosts}),
+            )
+        )
     )
     await client.start_server()
     try:
@@ -325,6 +335,43 @@ async def test_replay_needs_the_page_own_form(tmp_path: Path) -> None:
             headers={"Origin": "http://evil.example"},
         )
         assert elsewhere.status == 403
+
+
+async def test_a_rebinding_host_is_refused_before_anything_is_read(tmp_path: Path) -> None:
+    # A DNS-rebinding page read the page and its anti-forgery value under
+    # Host: attacker.example and pressed Replay (303, the job ran).
+    async with page_client(tmp_path, None) as client:
+        page = await (await client.get("/")).text()
+        csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        evil = {"Host": "attacker.example:8090"}
+        assert (await client.get("/", headers=evil)).status == 421
+        pressed = await client.post(
+            "/replay",
+            data={"reason": "period_closed", "csrf": csrf},
+            headers=evil,
+            allow_redirects=False,
+        )
+        assert pressed.status == 421
+        assert (await client.get("/", headers={"Host": "localhost:8090"})).status == 200
+        assert (await client.get("/", headers={"Host": "[::1]:8090"})).status == 200
+
+
+async def test_an_allowed_host_is_served(tmp_path: Path) -> None:
+    from streams.web.server import allowed_hosts
+
+    hosts = allowed_hosts("0.0.0.0", ["ap.example.com"])
+    async with page_client(tmp_path, None, hosts) as client:
+        assert (await client.get("/", headers={"Host": "AP.example.com"})).status == 200
+        assert (await client.get("/", headers={"Host": "other.example.com"})).status == 421
+
+
+def test_host_names_drop_the_port() -> None:
+    from streams.web.server import host_name
+
+    assert host_name("Example.COM:8090") == "example.com"
+    assert host_name("[::1]:8090") == "::1"
+    assert host_name("127.0.0.1") == "127.0.0.1"
+    assert host_name("") == ""
 
 
 async def test_what_comes_from_dext_is_shown_not_run(tmp_path: Path) -> None:
