@@ -25,7 +25,7 @@ def build_ledger(
         path = settings.ledgers_dir / f"{tenant.ledger.company}.sqlite"
         return LocalLedger(path, company=tenant.ledger.company)
     if kind == "intacct":
-        from adapters.intacct.client import IntacctLedger
+        from adapters.intacct.ledger import IntacctLedger
 
         return IntacctLedger.from_tenant(tenant, env)
     if kind == "sage-accounting":

@@ -1,68 +1,41 @@
-"""The Sage Intacct XML client and the ledger port on top of it.
+"""The Sage Intacct XML gateway client: ``IntacctClient`` owns the wire for one company.
 
-``IntacctClient`` owns the wire: one API session (``getAPISession`` in a request of its own,
-then the session id at the endpoint it names, renewed when it lapses or is refused), a limit
-on requests in flight per company shared by every caller of the instance, batching of the
-functions that queue up behind that limit into one request, and retries with capped,
-jittered exponential backoff for what is safe to retry.
+One API session (``getAPISession`` in a request of its own, then the session id at the
+endpoint it names, renewed when it lapses or is refused), a limit on requests in flight per
+company shared by every caller of the instance, batching of the functions that queue up
+behind that limit into one request, and retries with capped, jittered exponential backoff
+(``adapters.http``) for what is safe to retry.
 
 What is safe to retry: anything refused before it ran (``GW-0010``/HTTP 429, HTTP 5xx other
 than 524, a connection never made), and reads whatever happened. A write that may have run
 (timeout, HTTP 524, a connection lost mid-answer) is not retried here: it is raised with
-``uncertain=True`` so the pipeline looks the bill up before writing again (DESIGN §4.4).
-Writes also carry function control ids derived from what they write, under
-``uniqueid=true``, so Intacct itself refuses a repeat that slips through.
-
-``IntacctLedger`` implements ``domain.ports.Ledger`` with generic functions (``query``,
-``create``, ``update``) for vendors and bills (credit notes as AP adjustments) and the legacy
-``create_supdoc``/``create_supdocfolder``/``get`` for attachments.
+``uncertain=True`` so the pipeline looks the bill up before writing it again. Writes also
+carry function control ids derived from what they write, under ``uniqueid=true``, so Intacct
+itself refuses a repeat that slips through. The ledger port on top is ``adapters.intacct.ledger``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import datetime as dt
-import hashlib
-import json
 import logging
-import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
-from xml.etree.ElementTree import Element, tostring
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from adapters import observability
-from adapters.intacct.errors import (
-    classify,
-    is_already_exists,
-    is_repeated_controlid,
-    is_rolled_back_only,
-    ledger_error,
-)
-from adapters.intacct.keys import (
-    derived_vendor_id,
-    item_key_of,
-    read_controlid,
-    supdoc_id,
-    tag_description,
-    write_controlid,
-)
+from adapters.http import backoff
+from adapters.http import retry_after as parse_retry_after
+from adapters.intacct.errors import classify, ledger_error
+from adapters.intacct.keys import read_controlid
 from adapters.intacct.xml import (
     EnvelopeError,
     ErrorDetail,
@@ -72,24 +45,15 @@ from adapters.intacct.xml import (
     Result,
     build_request,
     element,
-    format_amount,
-    format_date,
-    parse_amount,
-    parse_date,
     parse_response,
 )
 from domain.errors import LedgerError, Reason, is_transient
-from domain.models import Attachment, Document, DraftBill, LedgerBill, Vendor
-from domain.normalize import vendor_match_key
-from domain.tenants import Tenant
 
 DEFAULT_ENDPOINT = "https://api.intacct.com/ia/xml/xmlgw.phtml"
 # The ``operation`` label of the request metrics: every request is one or the other.
 OPERATIONS = ("read", "write")
 DEFAULT_CONCURRENCY = 2  # the usual per-company allowance of concurrent XML requests
 DEFAULT_MAX_BATCH = 25  # functions per request when callers queue up
-DEFAULT_FOLDER = "billstream"
-MISS_TTL = 5.0  # seconds a lookup that found nothing spares the write after it its own
 
 log = logging.getLogger("billstream.intacct")
 
@@ -118,8 +82,10 @@ class IntacctCredentials:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Attempts per call for what is safe to retry, and the backoff between them."""
+class RequestRetries:
+    """Attempts per call for what is safe to retry, and the backoff between them (seconds:
+    the first wait is at most ``initial``, each next one at most twice the last, up to
+    ``maximum``)."""
 
     attempts: int = 5
     initial: float = 0.25
@@ -174,20 +140,68 @@ def _restamped(fn: Function) -> Function:
     return Function(read_controlid(kind), fn.body)
 
 
-def _causes(results: Sequence[Result]) -> list[ErrorDetail]:
-    """The errors of failed functions, leaving out those only rolled back for another's."""
-    failed = [r for r in results if not r.ok]
-    causes = [e for r in failed if not is_rolled_back_only(r.errors) for e in r.errors]
-    return causes or [e for r in failed for e in r.errors]
+def _answer(resp: httpx.Response, write: bool) -> Response:
+    """The parsed answer of an HTTP response, or the ``LedgerError`` its status means."""
+    status = resp.status_code
+    detail: dict[str, Any] = {"system": "intacct", "http_status": status}
+    parsed: Response | None = None
+    if "xml" in resp.headers.get("content-type", "") or resp.content.lstrip().startswith(b"<?xml"):
+        try:
+            parsed = parse_response(resp.content)
+        except EnvelopeError:
+            parsed = None
+    retry_after = parse_retry_after(resp.headers.get("retry-after"))
+    if status == 429:
+        errors = parsed.errors if parsed and parsed.errors else ()
+        if not errors:
+            errors = (ErrorDetail("GW-0010", "Rate limit exceeded", f"HTTP {status}"),)
+        raise ledger_error(
+            errors,
+            what="the request",
+            level="http",
+            reason=Reason.RATE_LIMITED,
+            retry_after=retry_after,
+            extra=detail,
+        )
+    if status == 524:
+        # The CDN gave up waiting; Intacct itself keeps processing the request.
+        raise LedgerError(
+            Reason.UNAVAILABLE,
+            "Sage Intacct's gateway timed out (HTTP 524) while the request was still "
+            "being processed; it may have been carried out.",
+            detail=detail,
+            uncertain=write,
+            retry_after=retry_after,
+        )
+    if status >= 500:
+        raise LedgerError(
+            Reason.UNAVAILABLE,
+            f"Sage Intacct answered HTTP {status}.",
+            detail=detail,
+            retry_after=retry_after,
+        )
+    if status >= 400:
+        if parsed is not None and parsed.errors:
+            raise ledger_error(parsed.errors, what="the request", level="control", extra=detail)
+        reason = Reason.AUTH if status in {401, 403} else Reason.VALIDATION
+        raise LedgerError(reason, f"Sage Intacct answered HTTP {status}.", detail=detail)
+    if parsed is None:
+        raise LedgerError(
+            Reason.UNAVAILABLE,
+            "Sage Intacct's answer was not a readable XML response.",
+            detail=detail,
+            uncertain=write,
+        )
+    return parsed
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return None
+def _slide(session: _Session, stamp: dt.datetime | None, timeout: dt.datetime | None) -> None:
+    # The timeout slides forward on every call; trust the server's span, not our clock.
+    lifetime = 1800.0
+    if stamp is not None and timeout is not None:
+        lifetime = max((timeout - stamp).total_seconds(), 1.0)
+    margin = min(60.0, lifetime / 4)
+    session.deadline = time.monotonic() + lifetime - margin
 
 
 # -- the client -----------------------------------------------------------------------------
@@ -204,7 +218,7 @@ class IntacctClient:
         concurrency: int = DEFAULT_CONCURRENCY,
         max_batch: int = DEFAULT_MAX_BATCH,
         timeout: float = 120.0,
-        retry: RetryPolicy | None = None,
+        retry: RequestRetries | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if concurrency < 1:
@@ -215,7 +229,7 @@ class IntacctClient:
         self.endpoint = endpoint
         self.concurrency = concurrency
         self.max_batch = max_batch
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RequestRetries()
         self.stats = ClientStats()
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -301,12 +315,11 @@ class IntacctClient:
     # -- retries --------------------------------------------------------------------------
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = wait_random_exponential(multiplier=self.retry.initial, max=self.retry.maximum)
-        delay = float(backoff(state))
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, LedgerError) and exc.retry_after:
-            delay = max(delay, min(exc.retry_after, self.retry.maximum))
-        return delay
+        hint = exc.retry_after if isinstance(exc, LedgerError) else None
+        return backoff(
+            state.attempt_number, self.retry.maximum, base=self.retry.initial, retry_after=hint
+        )
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self.stats.retries += 1
@@ -455,7 +468,7 @@ class IntacctClient:
                     what="the sign-in",
                     level="authentication",
                 )
-            self._slide(session, auth.session_timestamp, auth.session_timeout)
+            _slide(session, auth.session_timestamp, auth.session_timeout)
             if len(response.results) != len(functions):
                 raise LedgerError(
                     Reason.UNAVAILABLE,
@@ -498,62 +511,7 @@ class IntacctClient:
                 detail={"system": "intacct"},
                 uncertain=write,
             ) from exc
-        return self._read(resp, write)
-
-    def _read(self, resp: httpx.Response, write: bool) -> Response:
-        status = resp.status_code
-        detail: dict[str, Any] = {"system": "intacct", "http_status": status}
-        parsed: Response | None = None
-        if "xml" in resp.headers.get("content-type", "") or resp.content.lstrip().startswith(
-            b"<?xml"
-        ):
-            try:
-                parsed = parse_response(resp.content)
-            except EnvelopeError:
-                parsed = None
-        retry_after = _retry_after(resp.headers.get("retry-after"))
-        if status == 429:
-            errors = parsed.errors if parsed and parsed.errors else ()
-            if not errors:
-                errors = (ErrorDetail("GW-0010", "Rate limit exceeded", f"HTTP {status}"),)
-            raise ledger_error(
-                errors,
-                what="the request",
-                level="http",
-                reason=Reason.RATE_LIMITED,
-                retry_after=retry_after,
-                extra=detail,
-            )
-        if status == 524:
-            # The CDN gave up waiting; Intacct itself keeps processing the request.
-            raise LedgerError(
-                Reason.UNAVAILABLE,
-                "Sage Intacct's gateway timed out (HTTP 524) while the request was still "
-                "being processed; it may have been carried out.",
-                detail=detail,
-                uncertain=write,
-                retry_after=retry_after,
-            )
-        if status >= 500:
-            raise LedgerError(
-                Reason.UNAVAILABLE,
-                f"Sage Intacct answered HTTP {status}.",
-                detail=detail,
-                retry_after=retry_after,
-            )
-        if status >= 400:
-            if parsed is not None and parsed.errors:
-                raise ledger_error(parsed.errors, what="the request", level="control", extra=detail)
-            reason = Reason.AUTH if status in {401, 403} else Reason.VALIDATION
-            raise LedgerError(reason, f"Sage Intacct answered HTTP {status}.", detail=detail)
-        if parsed is None:
-            raise LedgerError(
-                Reason.UNAVAILABLE,
-                "Sage Intacct's answer was not a readable XML response.",
-                detail=detail,
-                uncertain=write,
-            )
-        return parsed
+        return _answer(resp, write)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -607,7 +565,7 @@ class IntacctClient:
         if not session_id:
             raise LedgerError(Reason.UNAVAILABLE, "Sage Intacct returned no session id.")
         session = _Session(session_id, self._trusted_endpoint(str(api.get("endpoint") or "")), 0.0)
-        self._slide(session, auth.session_timestamp, auth.session_timeout)
+        _slide(session, auth.session_timestamp, auth.session_timeout)
         return session
 
     def _trusted_endpoint(self, url: str) -> str:
@@ -625,903 +583,3 @@ class IntacctClient:
             return url
         log.warning("intacct %s: ignoring untrusted session endpoint host", self.company_id)
         return self.endpoint
-
-    @staticmethod
-    def _slide(session: _Session, stamp: dt.datetime | None, timeout: dt.datetime | None) -> None:
-        # The timeout slides forward on every call; trust the server's span, not our clock.
-        lifetime = 1800.0
-        if stamp is not None and timeout is not None:
-            lifetime = max((timeout - stamp).total_seconds(), 1.0)
-        margin = min(60.0, lifetime / 4)
-        session.deadline = time.monotonic() + lifetime - margin
-
-
-# -- XML helpers for the ledger -------------------------------------------------------------
-
-BILL = "APBILL"
-ADJUSTMENT = "APADJUSTMENT"  # vendor credit notes are AP adjustments
-VENDOR_FIELDS = ["RECORDNO", "VENDORID", "NAME", "TAXID", "STATUS"]
-BILL_FIELDS = [
-    "RECORDNO",
-    "VENDORID",
-    "RECORDID",
-    "WHENCREATED",
-    "CURRENCY",
-    "TRX_TOTALENTERED",
-    "STATE",
-    "DESCRIPTION",
-    "SUPDOCID",
-]
-SUPDOC_FIELDS = ["supdocid", "supdocname", "folder", "description"]
-PERIOD_OBJECT = "REPORTINGPERIOD"
-
-
-def _cond(op: str, name: str, value: str) -> Element:
-    return element(op, {"field": name, "value": value})
-
-
-def _all(*conds: Element) -> Element:
-    return conds[0] if len(conds) == 1 else element("and", list(conds))
-
-
-def _any(*conds: Element) -> Element:
-    return conds[0] if len(conds) == 1 else element("or", list(conds))
-
-
-def _query(
-    obj: str,
-    fields: Sequence[str],
-    where: Element,
-    *,
-    caseinsensitive: bool = False,
-    orderby: str | None = None,
-    pagesize: int = 100,
-    offset: int = 0,
-) -> Element:
-    q = element("query", {"object": obj, "select": {"field": list(fields)}})
-    q.append(element("filter", where))
-    if orderby:
-        q.append(element("orderby", {"order": {"field": orderby, "ascending": ""}}))
-    if caseinsensitive:
-        q.append(element("options", {"caseinsensitive": True}))
-    q.append(element("pagesize", str(pagesize)))
-    if offset:
-        q.append(element("offset", str(offset)))
-    return q
-
-
-def _get_supdoc(key: str, fields: Sequence[str] | None = SUPDOC_FIELDS) -> Element:
-    return element(
-        "get",
-        {"fields": {"field": list(fields)}} if fields else None,
-        attrs={"object": "supdoc", "key": key},
-    )
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(str(value))
-    except ValueError:
-        return 0
-
-
-def _bill_object(credit: bool) -> str:
-    return ADJUSTMENT if credit else BILL
-
-
-def _ledger_bill(row: Mapping[str, Any], credit: bool) -> LedgerBill:
-    total = parse_amount(str(row.get("TRX_TOTALENTERED") or "0"))
-    return LedgerBill(
-        id=str(row["RECORDNO"]),
-        vendor_id=str(row.get("VENDORID", "")),
-        number=str(row.get("RECORDID", "")),
-        date=parse_date(str(row["WHENCREATED"])),
-        currency=str(row.get("CURRENCY", "")),
-        total=abs(total),  # adjustments carry negative amounts; the port keeps credits positive
-        credit_note=credit,
-        state=str(row.get("STATE") or "draft").lower(),
-        item_key=item_key_of(str(row.get("DESCRIPTION") or "")),
-    )
-
-
-def _vendor(row: Mapping[str, Any]) -> Vendor:
-    return Vendor(
-        id=str(row["VENDORID"]),
-        name=str(row.get("NAME", "")),
-        tax_number=str(row.get("TAXID") or "").strip() or None,
-    )
-
-
-def _active(row: Mapping[str, Any]) -> bool:
-    return str(row.get("STATUS", "active")).lower() in {"active", "t", "true", ""}
-
-
-def _probe_word(name: str, key: str) -> str | None:
-    """The longest word of the name that survives normalisation: what NAME ``like`` finds."""
-    tokens = set(key.split())
-    words = [w for w in re.findall(r"[^\W_]+", name) if w.casefold() in tokens and len(w) >= 3]
-    return max(words, key=len) if words else None
-
-
-def _extension(document: Document) -> tuple[str, str]:
-    stem, dot, ext = document.filename.rpartition(".")
-    if dot and stem and 0 < len(ext) <= 8:
-        return stem, ext.lower()
-    guessed = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg"}
-    return document.filename, guessed.get(document.content_type, "bin")
-
-
-_META = "billstream:"
-
-
-def _supdoc_description(bill: LedgerBill, document: Document) -> str:
-    meta = {
-        "item": bill.item_key,
-        "file": document.filename,
-        "sha256": document.sha256,
-        "size": len(document.content),
-    }
-    return f"Original of {bill.number} {_META}{json.dumps(meta, separators=(',', ':'))}"
-
-
-def _supdoc_meta(description: str) -> dict[str, Any] | None:
-    _, found, rest = description.partition(_META)
-    if not found:
-        return None
-    try:
-        meta = json.loads(rest)
-    except ValueError:
-        return None
-    if not isinstance(meta, dict) or not {"file", "sha256", "size"} <= meta.keys():
-        return None
-    return meta
-
-
-@dataclass(frozen=True)
-class _AttachmentView:
-    bill_exists: bool
-    linked: str = ""  # the bill's SUPDOCID
-    linked_doc: dict[str, Any] | None = None  # that supdoc, if it exists
-    derived_doc: dict[str, Any] | None = None  # the supdoc under our derived id, if any
-
-
-class _KeyedLocks:
-    """One asyncio lock per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
-# -- the ledger port ------------------------------------------------------------------------
-
-_REQUIRED_ENV = ("SENDER_ID", "SENDER_PASSWORD", "USER_ID", "USER_PASSWORD")
-
-
-class IntacctLedger:
-    """``domain.ports.Ledger`` on one Intacct company."""
-
-    kind = "intacct"
-
-    def __init__(
-        self,
-        client: IntacctClient,
-        *,
-        vendor_ids: Literal["derived", "auto"] = "derived",
-        folder: str = DEFAULT_FOLDER,
-    ) -> None:
-        self.client = client
-        self.vendor_ids = vendor_ids
-        self.folder = folder
-        self._vendor_locks = _KeyedLocks()
-        self._folder_ready = False
-        self._folder_lock = asyncio.Lock()
-        self._period_warned = False
-        # Lookups that just found nothing, by what they looked for: the pipeline looks
-        # before it writes (DESIGN §4.3), so the write need not look again moments later.
-        self._misses: dict[tuple[str, ...], tuple[float, Any]] = {}
-
-    def _remember_miss(self, key: tuple[str, ...], value: Any = None) -> None:
-        now = time.monotonic()
-        if len(self._misses) > 10_000:
-            self._misses = {k: v for k, v in self._misses.items() if now - v[0] < MISS_TTL}
-        self._misses[key] = (now, value)
-
-    def _recent_miss(self, key: tuple[str, ...]) -> tuple[bool, Any]:
-        """Whether this lookup came up empty a moment ago (and what it saw); used once."""
-        seen = self._misses.pop(key, None)
-        if seen is None or time.monotonic() - seen[0] > MISS_TTL:
-            return False, None
-        return True, seen[1]
-
-    @property
-    def company(self) -> str:
-        return self.client.company_id
-
-    @classmethod
-    def from_tenant(cls, tenant: Tenant, env: Mapping[str, str]) -> IntacctLedger:
-        """Credentials from ``{credentials_env}_SENDER_ID`` etc.; company from the tenant."""
-        prefix = tenant.ledger.credentials_env or "BILLSTREAM_INTACCT"
-
-        def get(name: str) -> str:
-            return env.get(f"{prefix}_{name}", "").strip()
-
-        missing = [f"{prefix}_{name}" for name in _REQUIRED_ENV if not get(name)]
-        if missing:
-            raise LedgerError(
-                Reason.AUTH,
-                f"Sage Intacct credentials for tenant {tenant.id} are not set: "
-                f"{', '.join(missing)}.",
-                detail={"missing": missing},
-            )
-
-        def number(name: str, default: float, *, integer: bool = True) -> Any:
-            raw = get(name)
-            if not raw:
-                return default
-            try:
-                value = int(raw) if integer else float(raw)
-            except ValueError:
-                value = 0
-            if value <= 0:
-                raise LedgerError(
-                    Reason.AUTH, f"{prefix}_{name} must be a positive number, not {raw!r}."
-                )
-            return value
-
-        policy = get("VENDOR_IDS") or "derived"
-        if policy not in {"derived", "auto"}:
-            raise LedgerError(
-                Reason.AUTH, f"{prefix}_VENDOR_IDS must be 'derived' or 'auto', not {policy!r}."
-            )
-        credentials = IntacctCredentials(
-            sender_id=get("SENDER_ID"),
-            sender_password=get("SENDER_PASSWORD"),
-            company_id=tenant.ledger.company,
-            user_id=get("USER_ID"),
-            user_password=get("USER_PASSWORD"),
-            entity_id=get("ENTITY_ID") or None,
-        )
-        client = IntacctClient(
-            credentials,
-            endpoint=tenant.ledger.url or get("URL") or DEFAULT_ENDPOINT,
-            concurrency=number("CONCURRENCY", DEFAULT_CONCURRENCY),
-            max_batch=number("MAX_BATCH", DEFAULT_MAX_BATCH),
-            timeout=number("TIMEOUT", 120.0, integer=False),
-            retry=RetryPolicy(attempts=number("RETRY_ATTEMPTS", RetryPolicy.attempts)),
-        )
-        return cls(
-            client,
-            vendor_ids="auto" if policy == "auto" else "derived",
-            folder=get("SUPDOC_FOLDER") or DEFAULT_FOLDER,
-        )
-
-    async def _run(
-        self, functions: Sequence[Function], *, write: bool = False, transaction: bool = False
-    ) -> list[Result]:
-        return await self.client.execute(functions, write=write, transaction=transaction)
-
-    async def _query(self, query: Element, what: str) -> Result:
-        [res] = await self._run([Function(read_controlid("query"), query)])
-        if not res.ok:
-            raise ledger_error(res.errors, what=what)
-        return res
-
-    async def _query_all(
-        self,
-        obj: str,
-        fields: Sequence[str],
-        where: Element,
-        *,
-        what: str,
-        caseinsensitive: bool = False,
-        orderby: str | None = None,
-        max_pages: int = 5,
-    ) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        for page in range(max_pages):
-            res = await self._query(
-                _query(
-                    obj,
-                    fields,
-                    where,
-                    caseinsensitive=caseinsensitive,
-                    orderby=orderby,
-                    pagesize=2000,
-                    offset=page * 2000,
-                ),
-                what,
-            )
-            rows.extend(res.records())
-            if res.numremaining <= 0:
-                break
-        return rows
-
-    # -- vendors --------------------------------------------------------------------------
-
-    async def find_vendor(self, name: str, *, tax_number: str | None = None) -> Vendor | None:
-        key = vendor_match_key(name)
-        rows = await self._vendor_rows(name, key, tax_number)
-        found = self._pick_vendor(rows, key, tax_number)
-        if found is None:
-            self._remember_miss(("vendor", key, tax_number or ""))
-        return found
-
-    async def _vendor_rows(
-        self, name: str, key: str, tax_number: str | None
-    ) -> list[dict[str, Any]]:
-        # Intacct cannot filter on our normalised name, so cast a net the server can evaluate
-        # (derived id, exact name, a distinctive word, tax id) and match precisely here.
-        conds = [_cond("equalto", "VENDORID", derived_vendor_id(key))]
-        if name.strip():
-            conds.append(_cond("equalto", "NAME", name.strip()))
-        word = _probe_word(name, key)
-        if word:
-            conds.append(_cond("like", "NAME", f"%{word}%"))
-        if tax_number and tax_number.strip():
-            conds.append(_cond("equalto", "TAXID", tax_number.strip()))
-            compact = re.sub(r"[^0-9A-Za-z]", "", tax_number)
-            if len(compact) >= 5:
-                # Tax ids are stored as typed ("GB 123 4567 89"): match any spacing here and
-                # compare the compact forms below.
-                conds.append(_cond("like", "TAXID", "%" + "%".join(compact) + "%"))
-        return await self._query_all(
-            "VENDOR",
-            VENDOR_FIELDS,
-            _any(*conds),
-            what=f"the lookup of vendor {name!r}",
-            caseinsensitive=True,
-            orderby="RECORDNO",
-        )
-
-    @staticmethod
-    def _pick_vendor(rows: list[dict[str, Any]], key: str, tax_number: str | None) -> Vendor | None:
-        def tax(value: Any) -> str:
-            return re.sub(r"[^0-9A-Z]", "", str(value or "").upper())
-
-        chosen: list[dict[str, Any]] = []
-        if tax_number and tax(tax_number):
-            chosen = [r for r in rows if tax(r.get("TAXID")) == tax(tax_number)]
-        if not chosen:
-            chosen = [r for r in rows if vendor_match_key(str(r.get("NAME", ""))) == key]
-        if not chosen:
-            return None
-        chosen.sort(key=lambda r: (not _active(r), _int(r.get("RECORDNO"))))
-        return _vendor(chosen[0])
-
-    async def _vendor_by_id(self, vendor_id: str) -> dict[str, Any] | None:
-        res = await self._query(
-            _query("VENDOR", VENDOR_FIELDS, _cond("equalto", "VENDORID", vendor_id)),
-            f"the lookup of vendor {vendor_id}",
-        )
-        rows = res.records()
-        return rows[0] if rows else None
-
-    async def create_vendor(self, name: str, *, tax_number: str | None = None) -> Vendor:
-        key = vendor_match_key(name)
-        try:
-            return await self._create_vendor_once(name, key, tax_number)
-        finally:
-            # Lookups made on the way are stale once we have written.
-            self._misses.pop(("vendor", key, tax_number or ""), None)
-
-    async def _create_vendor_once(self, name: str, key: str, tax_number: str | None) -> Vendor:
-        async with self._vendor_locks.hold(key):
-            # With derived ids a vendor made meanwhile collides on its id and is adopted
-            # below, so a lookup that just missed need not be repeated.
-            missed, _ = self._recent_miss(("vendor", key, tax_number or ""))
-            if not missed or self.vendor_ids == "auto":
-                found = await self.find_vendor(name, tax_number=tax_number)
-                self._recent_miss(("vendor", key, tax_number or ""))
-                if found is not None:
-                    return found
-            if self.vendor_ids == "auto":
-                return await self._create_vendor_auto(name, key, tax_number)
-            for attempt in range(4):
-                vendor_id = derived_vendor_id(key, attempt)
-                res = await self._create_vendor(name, key, tax_number, vendor_id)
-                if res.ok:
-                    tax = (tax_number or "").strip() or None
-                    return Vendor(id=vendor_id, name=name.strip(), tax_number=tax)
-                if not (is_already_exists(res.errors) or is_repeated_controlid(res.errors)):
-                    raise ledger_error(res.errors, what=f"the new vendor {name!r}")
-                # Another worker won the race for this id (or our own earlier, uncertain
-                # try did): converge on that vendor when it is the same supplier.
-                holder = await self._vendor_by_id(vendor_id)
-                if holder is not None and vendor_match_key(str(holder.get("NAME", ""))) == key:
-                    return _vendor(holder)
-                found = await self.find_vendor(name, tax_number=tax_number)
-                if found is not None:
-                    return found
-            raise LedgerError(
-                Reason.VALIDATION,
-                f"Could not create vendor {name!r}: every derived VENDORID is taken by "
-                "another supplier.",
-            )
-
-    async def _create_vendor(
-        self, name: str, key: str, tax_number: str | None, vendor_id: str | None
-    ) -> Result:
-        body = element(
-            "create",
-            {
-                "VENDOR": {
-                    "VENDORID": vendor_id,
-                    "NAME": name.strip(),
-                    "TAXID": tax_number,
-                    "DISPLAYCONTACT": {"PRINTAS": name.strip()},
-                }
-            },
-        )
-        fn = Function(write_controlid("vendor", key, vendor_id or "auto"), body)
-        [res] = await self._run([fn], write=True)
-        return res
-
-    async def _create_vendor_auto(self, name: str, key: str, tax_number: str | None) -> Vendor:
-        res = await self._create_vendor(name, key, tax_number, None)
-        if not res.ok and not is_repeated_controlid(res.errors):
-            raise ledger_error(res.errors, what=f"the new vendor {name!r}")
-        # With document sequencing two racing workers each get a vendor; both then pick the
-        # oldest one, so every bill still lands on a single vendor.
-        found = await self.find_vendor(name, tax_number=tax_number)
-        if found is None:
-            raise LedgerError(
-                Reason.UNAVAILABLE,
-                f"Vendor {name!r} was created but cannot be found yet.",
-                uncertain=True,
-            )
-        return found
-
-    # -- bills ----------------------------------------------------------------------------
-
-    def _find_bill_query(self, vendor_id: str, number: str, credit: bool) -> Element:
-        return _query(
-            _bill_object(credit),
-            BILL_FIELDS,
-            _all(_cond("equalto", "VENDORID", vendor_id), _cond("equalto", "RECORDID", number)),
-            orderby="RECORDNO",
-        )
-
-    async def find_bill(
-        self, vendor_id: str, number: str, *, credit_note: bool = False
-    ) -> LedgerBill | None:
-        res = await self._query(
-            self._find_bill_query(vendor_id, number, credit_note),
-            f"the lookup of {'credit note' if credit_note else 'bill'} {number}",
-        )
-        rows = res.records()
-        if not rows:
-            self._remember_miss(("bill", vendor_id, number, str(credit_note)))
-            return None
-        return _ledger_bill(rows[0], credit_note)
-
-    async def get_bill(self, bill_id: str) -> LedgerBill | None:
-        if not bill_id.isdigit():
-            return None
-        # RECORDNO is shared by bills and adjustments, so one of the two answers.
-        functions = [
-            Function(
-                read_controlid("get-bill"),
-                _query(obj, BILL_FIELDS, _cond("equalto", "RECORDNO", bill_id)),
-            )
-            for obj in (BILL, ADJUSTMENT)
-        ]
-        results = await self._run(functions)
-        for res, credit in zip(results, (False, True), strict=True):
-            if not res.ok:
-                raise ledger_error(res.errors, what=f"the lookup of bill {bill_id}")
-            rows = res.records()
-            if rows:
-                return _ledger_bill(rows[0], credit)
-        return None
-
-    @staticmethod
-    def _bill_element(vendor: Vendor, bill: DraftBill) -> Element:
-        credit = bill.credit_note
-        sign = Decimal(-1) if credit else Decimal(1)
-        lines = []
-        for line in bill.lines:
-            dims = line.dimensions
-            # With a tax code the line goes in net and Intacct books the tax entry (VAT/GST
-            # companies); without one, the tax stays in the expense, as US companies book it.
-            taxed = bool(line.tax_code)
-            item: dict[str, Any] = {
-                "ACCOUNTNO": line.gl_account,
-                "TRX_AMOUNT": format_amount(sign * (line.net if taxed else line.total)),
-                "ENTRYDESCRIPTION": line.description[:1000],
-                "LOCATIONID": dims.location,
-                "DEPARTMENTID": dims.department,
-                "PROJECTID": dims.project,
-            }
-            if taxed:
-                item["TAXENTRIES"] = {
-                    "TAXENTRY": [
-                        {"DETAILID": line.tax_code, "TRX_TAX": format_amount(sign * line.tax)}
-                    ]
-                }
-            lines.append(item)
-        header: dict[str, Any] = {
-            "WHENCREATED": format_date(bill.date),
-            "VENDORID": vendor.id,
-            "RECORDID": bill.number,
-            "DESCRIPTION": tag_description(bill.memo, bill.item_key),
-            "CURRENCY": bill.currency,
-        }
-        if credit:
-            header["ACTION"] = "Draft"
-            header["APADJUSTMENTITEMS"] = {"APADJUSTMENTITEM": lines}
-            return element(ADJUSTMENT, header)
-        header["WHENDUE"] = format_date(bill.due_date)
-        header["ACTION"] = "Draft"
-        header["APBILLITEMS"] = {"APBILLITEM": lines}
-        return element(BILL, header)
-
-    async def create_draft_bill(self, vendor: Vendor, bill: DraftBill) -> LedgerBill:
-        try:
-            return await self._create_draft_bill(vendor, bill)
-        finally:
-            self._misses.pop(("bill", vendor.id, bill.number, str(bill.credit_note)), None)
-
-    async def _create_draft_bill(self, vendor: Vendor, bill: DraftBill) -> LedgerBill:
-        kind = "credit note" if bill.credit_note else "bill"
-        missed, _ = self._recent_miss(("bill", vendor.id, bill.number, str(bill.credit_note)))
-        existing = None
-        if not missed:
-            existing = await self.find_bill(vendor.id, bill.number, credit_note=bill.credit_note)
-            self._recent_miss(("bill", vendor.id, bill.number, str(bill.credit_note)))
-        if existing is not None:
-            if existing.item_key == bill.item_key:
-                return existing
-            raise LedgerError(
-                Reason.DUPLICATE,
-                f"{kind.capitalize()} {bill.number} from {vendor.name} already exists in "
-                f"{self.company} as record {existing.id}.",
-                detail={"bill_id": existing.id, "item_key": existing.item_key},
-            )
-        obj = self._bill_element(vendor, bill)
-        digest = hashlib.sha256(tostring(obj)).hexdigest()
-        # Read the bill back in the same request: Intacct's create answers only RECORDNO.
-        readback = Function(
-            read_controlid("readback"),
-            self._find_bill_query(vendor.id, bill.number, bill.credit_note),
-        )
-        salt = ""
-        while True:
-            create = Function(
-                write_controlid("bill", bill.item_key, digest, salt), element("create", obj)
-            )
-            created, found = await self._run([create, readback], write=True)
-            if created.ok:
-                break
-            if not is_repeated_controlid(created.errors):
-                raise ledger_error(
-                    created.errors,
-                    what=f"{kind} {bill.number} from {vendor.name}",
-                    extra={"item_key": bill.item_key},
-                )
-            # This very bill was posted before: by our own earlier try, or by another worker
-            # on the same item just now. Adopt it; if it is gone (deleted by hand since, as
-            # the lookup above also found), post it afresh, once.
-            again = await self.find_bill(vendor.id, bill.number, credit_note=bill.credit_note)
-            if again is not None and again.item_key == bill.item_key:
-                return again
-            if salt:
-                raise LedgerError(
-                    Reason.UNAVAILABLE,
-                    f"Sage Intacct says {kind} {bill.number} was already posted, but it "
-                    "cannot be found.",
-                    uncertain=True,
-                )
-            salt = uuid.uuid4().hex
-            readback = Function(read_controlid("readback"), readback.body)
-        records = created.records()
-        recordno = str(records[0].get("RECORDNO", "")) if records else ""
-        read_rows = found.records() if found.ok else []
-        rows = [r for r in read_rows if str(r.get("RECORDNO")) == recordno]
-        if rows:
-            return _ledger_bill(rows[0], bill.credit_note)
-        made = await self.get_bill(recordno) if recordno else None
-        if made is None:
-            raise LedgerError(
-                Reason.UNAVAILABLE,
-                f"{kind.capitalize()} {bill.number} was created but could not be read back.",
-                uncertain=True,
-            )
-        return made
-
-    # -- attachments ----------------------------------------------------------------------
-
-    async def _attachment_view(self, bill: LedgerBill) -> _AttachmentView:
-        derived = supdoc_id(bill.item_key, bill.id)
-        bill_res, doc_res = await self._run(
-            [
-                Function(
-                    read_controlid("att-bill"),
-                    _query(
-                        _bill_object(bill.credit_note),
-                        ["RECORDNO", "SUPDOCID"],
-                        _cond("equalto", "RECORDNO", bill.id),
-                    ),
-                ),
-                # Fetched speculatively in the same request: it is the usual answer.
-                Function(read_controlid("att-doc"), _get_supdoc(derived)),
-            ]
-        )
-        if not bill_res.ok:
-            raise ledger_error(bill_res.errors, what=f"the lookup of bill {bill.id}")
-        rows = bill_res.records()
-        if not rows:
-            return _AttachmentView(bill_exists=False)
-        derived_doc = self._first(doc_res)
-        linked = str(rows[0].get("SUPDOCID") or "").strip()
-        if not linked:
-            return _AttachmentView(True, derived_doc=derived_doc)
-        if linked == derived:
-            return _AttachmentView(True, linked, derived_doc, derived_doc)
-        [other] = await self._run([Function(read_controlid("att-doc"), _get_supdoc(linked))])
-        return _AttachmentView(True, linked, self._first(other), derived_doc)
-
-    @staticmethod
-    def _first(res: Result) -> dict[str, Any] | None:
-        # A missing supdoc answers with no record (or a failure): either way, none.
-        records = res.records() if res.ok else []
-        return records[0] if records else None
-
-    async def _attachment(
-        self, bill: LedgerBill, supdoc: str, doc: Mapping[str, Any]
-    ) -> Attachment:
-        meta = _supdoc_meta(str(doc.get("description") or ""))
-        if meta is not None:
-            return Attachment(
-                id=supdoc,
-                bill_id=bill.id,
-                filename=str(meta["file"]),
-                sha256=str(meta["sha256"]),
-                size=int(meta["size"]),
-            )
-        # Attached by someone else: fetch the file itself to describe it.
-        [full] = await self._run([Function(read_controlid("att-data"), _get_supdoc(supdoc, None))])
-        record = self._first(full) or {}
-        files = (
-            (record.get("attachments") or {}).get("attachment")
-            if isinstance(record.get("attachments"), dict)
-            else None
-        )
-        first = files[0] if isinstance(files, list) else files
-        if not isinstance(first, dict):
-            return Attachment(id=supdoc, bill_id=bill.id, filename="", sha256="", size=0)
-        content = base64.b64decode(str(first.get("attachmentdata") or ""))
-        name = str(first.get("attachmentname") or "")
-        ext = str(first.get("attachmenttype") or "")
-        return Attachment(
-            id=supdoc,
-            bill_id=bill.id,
-            filename=f"{name}.{ext}" if ext else name,
-            sha256=hashlib.sha256(content).hexdigest(),
-            size=len(content),
-        )
-
-    async def find_attachment(self, bill: LedgerBill) -> Attachment | None:
-        view = await self._attachment_view(bill)
-        if not view.linked or view.linked_doc is None:
-            self._remember_miss(("attachment", bill.id), view)
-            return None
-        return await self._attachment(bill, view.linked, view.linked_doc)
-
-    async def _ensure_folder(self) -> None:
-        if self._folder_ready:
-            return
-        async with self._folder_lock:
-            if self._folder_ready:
-                return
-            # A fresh control id each time: a folder deleted by hand must be made again.
-            fn = Function(
-                read_controlid("folder"),
-                element(
-                    "create_supdocfolder",
-                    {
-                        "supdocfoldername": self.folder,
-                        "supdocfolderdescription": "Original documents attached by billstream",
-                    },
-                ),
-            )
-            [res] = await self._run([fn], write=True)
-            if not res.ok and not is_already_exists(res.errors):
-                raise self._attach_error(res.errors, f"the attachments folder {self.folder!r}")
-            self._folder_ready = True
-
-    @staticmethod
-    def _attach_error(errors: Sequence[ErrorDetail], what: str) -> LedgerError:
-        err = ledger_error(errors, what=what)
-        if err.transient or err.reason in {Reason.AUTH, Reason.PERIOD_CLOSED}:
-            return err
-        return LedgerError(Reason.ATTACHMENT_FAILED, err.message, detail=err.detail)
-
-    def _create_supdoc(self, supdoc: str, bill: LedgerBill, document: Document) -> Function:
-        stem, ext = _extension(document)
-        body = element(
-            "create_supdoc",
-            {
-                "supdocid": supdoc,
-                "supdocname": f"{bill.number} {document.filename}"[:100],
-                "supdocfoldername": self.folder,
-                "supdocdescription": _supdoc_description(bill, document),
-                "attachments": {
-                    "attachment": {
-                        "attachmentname": stem,
-                        "attachmenttype": ext,
-                        "attachmentdata": base64.b64encode(document.content).decode("ascii"),
-                    }
-                },
-            },
-        )
-        return Function(write_controlid("supdoc", supdoc, document.sha256), body)
-
-    async def attach_document(self, bill: LedgerBill, document: Document) -> Attachment:
-        try:
-            return await self._attach_document(bill, document)
-        finally:
-            self._misses.pop(("attachment", bill.id), None)
-
-    async def _attach_document(self, bill: LedgerBill, document: Document) -> Attachment:
-        await self._ensure_folder()
-        missed, seen = self._recent_miss(("attachment", bill.id))
-        view = seen if missed and isinstance(seen, _AttachmentView) else None
-        view = view or await self._attachment_view(bill)
-        if not view.bill_exists:
-            raise LedgerError(
-                Reason.ATTACHMENT_FAILED,
-                f"Bill {bill.id} ({bill.number}) no longer exists in {self.company}.",
-                detail={"bill_id": bill.id},
-            )
-        if view.linked and view.linked_doc is not None:
-            raise LedgerError(
-                Reason.ATTACHMENT_FAILED,
-                f"Bill {bill.id} ({bill.number}) already has attachment {view.linked}.",
-                detail={"attachment_id": view.linked, "bill_id": bill.id},
-            )
-        supdoc = supdoc_id(bill.item_key, bill.id)
-        # Setting SUPDOCID again is harmless, and a link undone by hand must be redone: a fresh
-        # control id, so uniqueid never refuses it.
-        link = Function(
-            read_controlid("link"),
-            element(
-                "update",
-                {_bill_object(bill.credit_note): {"RECORDNO": bill.id, "SUPDOCID": supdoc}},
-            ),
-        )
-        if view.derived_doc is not None:
-            # Uploaded earlier for this item (a retry, or the bill was re-created): link it.
-            results = await self._run([link], write=True)
-        else:
-            # Upload and link as one unit: a supdoc never exists without its bill's link.
-            upload = self._create_supdoc(supdoc, bill, document)
-            results = await self._run([upload, link], write=True, transaction=True)
-            if is_repeated_controlid(_causes(results)) and await self.find_attachment(bill) is None:
-                # Uploaded before, then deleted by hand since (nothing is linked now, and the
-                # view above found no supdoc): upload again, once, under a fresh control id.
-                fresh = Function(
-                    write_controlid("supdoc", upload.controlid, uuid.uuid4().hex), upload.body
-                )
-                link = Function(read_controlid("link"), link.body)
-                results = await self._run([fresh, link], write=True, transaction=True)
-        if all(r.ok for r in results):
-            doc = view.derived_doc or {"description": _supdoc_description(bill, document)}
-            return await self._attachment(bill, supdoc, doc)
-        errors = _causes(results)
-        if is_already_exists(errors) or is_repeated_controlid(errors):
-            # Another worker, or our own uncertain earlier try, got there first.
-            again = await self.find_attachment(bill)
-            if again is not None:
-                return again
-            [res] = await self._run([Function(read_controlid("link"), link.body)], write=True)
-            if res.ok:
-                again = await self.find_attachment(bill)
-                if again is not None:
-                    return again
-        raise self._attach_error(errors, f"the attachment of {bill.number}")
-
-    # -- periods --------------------------------------------------------------------------
-
-    async def _closed_ranges(
-        self, since: dt.date, until: dt.date | None = None
-    ) -> list[tuple[dt.date, dt.date]]:
-        conds = [
-            _cond("equalto", "CLOSED", "true"),
-            _cond("greaterthanorequalto", "END_DATE", format_date(since)),
-        ]
-        if until is not None:
-            conds.append(_cond("lessthanorequalto", "START_DATE", format_date(until)))
-        query = _query(
-            PERIOD_OBJECT,
-            ["NAME", "START_DATE", "END_DATE"],
-            _all(*conds),
-            orderby="START_DATE",
-            pagesize=2000,
-        )
-        [res] = await self._run([Function(read_controlid("periods"), query)])
-        if not res.ok:
-            if is_transient(classify(res.errors)):
-                raise ledger_error(res.errors, what="the period lookup")
-            # Not every company exposes period closing to the API: then a closed period
-            # shows up only as the refusal of a bill (period_closed), which is still handled.
-            if not self._period_warned:
-                self._period_warned = True
-                log.warning(
-                    "intacct %s: closed periods cannot be read (%s); treating periods as open",
-                    self.company,
-                    "; ".join(e.text for e in res.errors),
-                )
-            return []
-        ranges = []
-        for row in res.records():
-            try:
-                start = parse_date(str(row["START_DATE"]))
-                end = parse_date(str(row["END_DATE"]))
-            except (KeyError, ValueError):
-                continue
-            ranges.append((start, end))
-        return sorted(ranges)
-
-    async def period_is_open(self, day: dt.date) -> bool:
-        ranges = await self._closed_ranges(day, day)
-        return not any(start <= day <= end for start, end in ranges)
-
-    async def next_open_day(self, day: dt.date) -> dt.date | None:
-        ranges = await self._closed_ranges(day)
-        probe = day
-        for start, end in ranges:
-            if start <= probe <= end:
-                probe = end + dt.timedelta(days=1)
-        if any(start <= probe <= end for start, end in ranges):
-            return None
-        return probe
-
-    async def _unknown(self, obj: str, key: str, codes: Collection[str]) -> list[str] | None:
-        wanted = sorted({c.strip() for c in codes if c.strip()})
-        if not wanted:
-            return []
-        where = element("in", {"field": key, "value": wanted})
-        [res] = await self._run(
-            [
-                Function(
-                    read_controlid("catalog"), _query(obj, [key, "STATUS"], where, pagesize=2000)
-                )
-            ]
-        )
-        if not res.ok:
-            reason = classify(res.errors)
-            if is_transient(reason) or reason is Reason.AUTH:
-                raise ledger_error(res.errors, what=f"the lookup of {obj}")
-            # Not every company (or role) lets the API read its chart: the codes are then
-            # checked only as bills post, and the caller says so.
-            return None
-        active = {str(r.get(key, "")).strip() for r in res.records() if _active(r)}
-        return [c for c in wanted if c not in active]
-
-    async def unknown_gl_accounts(self, codes: Collection[str]) -> list[str] | None:
-        """The account numbers without an active GLACCOUNT; None when it cannot be read."""
-        return await self._unknown("GLACCOUNT", "ACCOUNTNO", codes)
-
-    async def unknown_tax_codes(self, codes: Collection[str]) -> list[str] | None:
-        """The tax detail ids without an active TAXDETAIL; None when it cannot be read."""
-        return await self._unknown("TAXDETAIL", "DETAILID", codes)
-
-    async def check_connection(self) -> None:
-        await self.client.ensure_session()
-
-    async def aclose(self) -> None:
-        await self.client.aclose()

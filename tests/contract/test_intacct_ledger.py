@@ -14,9 +14,9 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.intacct.client import IntacctLedger
 from adapters.intacct.harness import SandboxProcess
 from adapters.intacct.keys import derived_vendor_id, supdoc_id
+from adapters.intacct.ledger import IntacctLedger
 from domain.errors import LedgerError, Reason
 from domain.models import Document
 from domain.normalize import vendor_match_key

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.intacct.client import IntacctLedger
 from adapters.intacct.harness import SandboxProcess
+from adapters.intacct.ledger import IntacctLedger
 from domain.tenants import LedgerConfig, Tenant
 from tests.contract.ledger_contract import draft
 

@@ -16,8 +16,9 @@ from typing import TypeVar
 
 import pytest
 
-from adapters.intacct.client import IntacctClient, IntacctCredentials, IntacctLedger, RetryPolicy
+from adapters.intacct.client import IntacctClient, IntacctCredentials, RequestRetries
 from adapters.intacct.harness import SandboxProcess
+from adapters.intacct.ledger import IntacctLedger
 from domain.errors import LedgerError, Reason
 from domain.models import Attachment, Document, DraftBill, LedgerBill, Vendor
 from tests.contract.ledger_contract import PDF, draft
@@ -48,7 +49,7 @@ def ledger_for(
         ),
         endpoint=sandbox.url,
         timeout=timeout,
-        retry=RetryPolicy(attempts=attempts, initial=0.01, maximum=0.1),
+        retry=RequestRetries(attempts=attempts, initial=0.01, maximum=0.1),
     )
     return IntacctLedger(client)
 

@@ -6,8 +6,8 @@ import datetime as dt
 from pathlib import Path
 
 from adapters.harness import ItemInventory, harness_for
-from adapters.intacct.client import IntacctLedger
 from adapters.intacct.harness import IntacctHarness
+from adapters.intacct.ledger import IntacctLedger
 from domain.models import Document
 from domain.tenants import parse_tenants
 from tests.contract.ledger_contract import PDF, draft

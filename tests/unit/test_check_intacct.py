@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from adapters.intacct import sandbox as engine
-from adapters.intacct.client import IntacctClient, IntacctCredentials, IntacctLedger
+from adapters.intacct.client import IntacctClient, IntacctCredentials
+from adapters.intacct.ledger import IntacctLedger
 from adapters.intacct.xml import parse_request
 from streams.check import AccountCatalog
 

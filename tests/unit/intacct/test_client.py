@@ -17,13 +17,9 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from adapters.intacct.client import (
-    IntacctClient,
-    IntacctCredentials,
-    IntacctLedger,
-    RetryPolicy,
-)
+from adapters.intacct.client import IntacctClient, IntacctCredentials, RequestRetries
 from adapters.intacct.keys import read_controlid
+from adapters.intacct.ledger import IntacctLedger
 from adapters.intacct.sandbox import IntacctSandbox, SandboxConfig
 from adapters.intacct.xml import Function, ParsedRequest, element, parse_request
 from domain.errors import LedgerError, Reason
@@ -116,7 +112,7 @@ def make_client(gateway: Gateway, **kw: object) -> IntacctClient:
     args: dict[str, object] = {
         "endpoint": ENDPOINT,
         "transport": httpx.MockTransport(gateway),
-        "retry": RetryPolicy(attempts=4, initial=0.001, maximum=0.005),
+        "retry": RequestRetries(attempts=4, initial=0.001, maximum=0.005),
     }
     args.update(kw)
     return IntacctClient(CREDS, **args)  # type: ignore[arg-type]
@@ -216,7 +212,7 @@ async def test_wrong_company_is_auth_and_not_retried(gateway: Gateway) -> None:
         ),
         endpoint=ENDPOINT,
         transport=httpx.MockTransport(gateway),
-        retry=RetryPolicy(attempts=4, initial=0.001, maximum=0.005),
+        retry=RequestRetries(attempts=4, initial=0.001, maximum=0.005),
     )
     try:
         with pytest.raises(LedgerError) as err:
@@ -281,7 +277,7 @@ async def test_gw0010_is_retried_then_rate_limited(client: IntacctClient, gatewa
 
 
 async def test_retry_after_is_honoured_within_the_cap(gateway: Gateway) -> None:
-    client = make_client(gateway, retry=RetryPolicy(attempts=2, initial=0.001, maximum=0.2))
+    client = make_client(gateway, retry=RequestRetries(attempts=2, initial=0.001, maximum=0.2))
     try:
         await client.ensure_session()
         response = throttled()
@@ -445,13 +441,13 @@ async def test_invalid_account_is_mapping_missing(ledger: IntacctLedger, gateway
 async def test_periods_unreadable_in_a_company_count_as_open(
     ledger: IntacctLedger, gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from adapters.intacct import client as client_module
+    from adapters.intacct import ledger as ledger_module
 
-    client_module.PERIOD_OBJECT = "NOSUCHOBJECT"
+    ledger_module.PERIOD_OBJECT = "NOSUCHOBJECT"
     try:
         assert await ledger.period_is_open(dt.date(2026, 3, 1))
     finally:
-        client_module.PERIOD_OBJECT = "REPORTINGPERIOD"
+        ledger_module.PERIOD_OBJECT = "REPORTINGPERIOD"
     assert "closed periods cannot be read" in caplog.text
 
 
@@ -514,7 +510,7 @@ async def test_transactions_travel_alone(gateway: Gateway) -> None:
 async def test_one_failed_request_fails_each_caller_and_only_writers_are_uncertain(
     gateway: Gateway,
 ) -> None:
-    client = make_client(gateway, retry=RetryPolicy(attempts=1))
+    client = make_client(gateway, retry=RequestRetries(attempts=1))
     try:
         await client.ensure_session()
         gateway.script.append(Step("after", httpx.Response(524)))
@@ -726,9 +722,9 @@ async def test_writes_right_after_their_lookups_do_not_look_again(
 async def test_an_old_lookup_is_not_trusted(
     ledger: IntacctLedger, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adapters.intacct import client as client_module
+    from adapters.intacct import caching
 
-    monkeypatch.setattr(client_module, "MISS_TTL", 0.0)
+    monkeypatch.setattr(caching, "MISS_TTL", 0.0)
     vendor = await ledger.create_vendor("Slow Pipeline Ltd")
     assert await ledger.find_bill(vendor.id, "SP-1") is None
     await asyncio.sleep(0.01)
