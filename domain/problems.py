@@ -33,12 +33,15 @@ TAX_RATE_MISMATCH: Final = "tax_rate_mismatch"  # tax amount is not net x rate
 LINES_TOTAL: Final = "lines_total"  # line totals do not add up to the invoice total
 LINES_TAX: Final = "lines_tax"  # line taxes do not add up to the invoice tax
 HEADER_ARITHMETIC: Final = "header_arithmetic"  # invoice net + tax != total
-ZERO_TOTAL: Final = "zero_total"  # nothing to post
+ZERO_TOTAL: Final = "zero_total"  # nothing to post (also a total that rounds to zero)
+TAX_EXCEEDS_TOTAL: Final = "tax_exceeds_total"  # 150 tax on a total of 100
+NEGATIVE_TAX: Final = "negative_tax"  # tax below zero on an ordinary invoice
 
 # Dates.
 FUTURE_DATE: Final = "future_date"
 TOO_OLD: Final = "too_old"
 DUE_BEFORE_DATE: Final = "due_before_date"
+DUE_TOO_FAR: Final = "due_too_far"  # terms over a year: a misread year ("31/12/99")
 
 # Tenant configuration (the item is fine; the tenants file needs a change).
 CURRENCY_MISMATCH: Final = "currency_mismatch"
@@ -70,9 +73,12 @@ ALL_CODES: Final = frozenset(
         LINES_TAX,
         HEADER_ARITHMETIC,
         ZERO_TOTAL,
+        TAX_EXCEEDS_TOTAL,
+        NEGATIVE_TAX,
         FUTURE_DATE,
         TOO_OLD,
         DUE_BEFORE_DATE,
+        DUE_TOO_FAR,
         CURRENCY_MISMATCH,
         MAPPING_MISSING,
         INTERNAL,

@@ -41,6 +41,9 @@ from domain.money import ISO_4217, AmountError, parse_amount, quantum, round_mon
 from domain.normalize import clean_text, vendor_match_key
 from domain.tenants import SupplierRule, Tenant, rate_key
 
+# Payment terms beyond a year are a misread year far more often than a real agreement.
+MAX_TERMS_DAYS = 366
+
 # Fields of a Dext item that end up in the Invoice itself; everything else is kept in
 # ``Invoice.extra`` so nothing Dext sent is lost.
 KNOWN_FIELDS = frozenset(
@@ -612,7 +615,8 @@ def _validate(item: Mapping[str, Any], tenant: Tenant, today: dt.date) -> Valida
     # 2. Direction: a credit note is posted as positive amounts marked credit_note.
     tax_h = Decimal(0)
     if total is not None:
-        if total == 0:
+        # Sage posts in minor units: 0.001 is a bill of 0.00, as empty as a zero.
+        if round_money(total, cur) == 0:
             out.add(
                 P.ZERO_TOTAL,
                 "total_amount",
@@ -658,6 +662,7 @@ def _validate(item: Mapping[str, Any], tenant: Tenant, today: dt.date) -> Valida
                 )
             ]
         tax_h = vat if vat is not None else sum((ln.tax for ln in lines), Decimal(0))
+        _check_tax(tax_h, total, credit, out, tol)
 
     # 3. Arithmetic, on the amounts as written.
     if total is not None:
@@ -712,6 +717,13 @@ def _validate(item: Mapping[str, Any], tenant: Tenant, today: dt.date) -> Valida
                 P.DUE_BEFORE_DATE,
                 "due_date",
                 f"The due date {due} is before the invoice date {issued}; correct it in Dext.",
+            )
+        elif due is not None and (due - issued).days > MAX_TERMS_DAYS:
+            out.add(
+                P.DUE_TOO_FAR,
+                "due_date",
+                f"The due date {due} is more than {MAX_TERMS_DAYS} days after the invoice date "
+                f"{issued}; check its year and correct it in Dext.",
             )
 
     # 4. The tenant's configuration.
@@ -822,6 +834,25 @@ def _validate(item: Mapping[str, Any], tenant: Tenant, today: dt.date) -> Valida
         lines=bill_lines,
     )
     return ValidationResult(item=dext_id, ok=True, invoice=invoice, bill=bill)
+
+
+def _check_tax(tax: Decimal, total: Decimal, credit: bool, out: P.Problems, tol: Decimal) -> None:
+    """Tax is part of the total: never more than it, never below zero (a credit note's amounts
+    are already turned positive here, so a negative tax is wrong on either kind)."""
+    if tax > total + tol:
+        out.add(
+            P.TAX_EXCEEDS_TOTAL,
+            "vat_amount",
+            f"The tax {tax} is more than the total {total}; correct the tax or the total in Dext.",
+        )
+    if tax < -tol:
+        kind = "a credit note" if credit else "an invoice"
+        out.add(
+            P.NEGATIVE_TAX,
+            "vat_amount",
+            f"The tax {tax} is below zero on {kind}; correct its sign in Dext (a refund is "
+            "a credit note).",
+        )
 
 
 def _result(dext_id: str | None, out: P.Problems, cfg: P.Problems) -> ValidationResult:

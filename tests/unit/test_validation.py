@@ -390,3 +390,53 @@ def test_bills_add_up_to_the_minor_unit_in_every_currency(item: dict[str, Any]) 
     assert result.bill is not None
     assert result.bill.credit_note == (item["type"] == "credit_note")
     assert abs(result.bill.total - raw_total) <= D(1).scaleb(-minor_units(item["currency"])) / 2
+
+
+# -- bills that passed validation before (security and fuzz review) ---------------------------
+
+
+def _codes(result: ValidationResult) -> set[str]:
+    return {p.code for p in result.problems}
+
+
+def test_tax_greater_than_the_total_is_refused(acme: Tenant) -> None:
+    item = make_item(total_amount="100.00", vat_amount="150.00", line_items=None)
+    result = validate_item(item, acme, today=TODAY)
+    assert not result.ok and P.TAX_EXCEEDS_TOTAL in _codes(result)
+
+
+def test_negative_tax_on_an_ordinary_invoice_is_refused(acme: Tenant) -> None:
+    item = make_item(total_amount="100.00", vat_amount="-20.00", line_items=None)
+    result = validate_item(item, acme, today=TODAY)
+    assert not result.ok and P.NEGATIVE_TAX in _codes(result)
+
+
+def test_a_credit_note_written_negative_is_still_fine(acme: Tenant) -> None:
+    item = make_item(total_amount="-120.00", vat_amount="-20.00", line_items=None)
+    result = validate_item(item, acme, today=TODAY)
+    assert result.ok and result.bill is not None and result.bill.credit_note
+    assert result.bill.tax == D("20.00")
+
+
+@pytest.mark.parametrize("total", ["0.001", "0.004", "-0.004", "0.00"])
+def test_a_total_that_rounds_to_zero_is_refused(acme: Tenant, total: str) -> None:
+    item = make_item(total_amount=total, vat_amount=None, line_items=None)
+    result = validate_item(item, acme, today=TODAY)
+    assert not result.ok and P.ZERO_TOTAL in _codes(result)
+
+
+def test_a_total_that_rounds_up_to_one_penny_is_posted(acme: Tenant) -> None:
+    item = make_item(total_amount="0.005", vat_amount=None, line_items=None)
+    result = validate_item(item, acme, today=TODAY)
+    assert result.ok and result.bill is not None and result.bill.total == D("0.01")
+
+
+def test_a_due_date_decades_away_is_refused(acme: Tenant) -> None:
+    item = make_item(date="01/10/2026", due_date="31/12/99")
+    result = validate_item(item, acme, today=TODAY)
+    assert not result.ok and P.DUE_TOO_FAR in _codes(result)
+
+
+def test_a_due_date_within_a_year_is_fine(acme: Tenant) -> None:
+    item = make_item(date="2026-10-01", due_date="2027-09-30")
+    assert validate_item(item, acme, today=TODAY).ok
