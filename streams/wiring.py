@@ -29,7 +29,7 @@ def build_ledger(
 
         return IntacctLedger.from_tenant(tenant, env)
     if kind == "sage-accounting":
-        from adapters.sage_accounting.client import SageAccountingLedger
+        from adapters.sage_accounting.ledger import SageAccountingLedger
 
         return SageAccountingLedger.from_tenant(tenant, env, token_dir=settings.data_dir / "tokens")
     raise ValueError(f"tenant {tenant.id}: unknown ledger kind {kind!r}")

@@ -20,9 +20,9 @@ from typing import Any
 
 from adapters.harness import ItemInventory
 from adapters.processes import SandboxProcess as BaseSandboxProcess
-from adapters.sage_accounting.client import idempotency_id, token_store_for
-from adapters.sage_accounting.oauth import TokenSet
+from adapters.sage_accounting.oauth import TokenSet, token_store_for
 from adapters.sage_accounting.sandbox import DEFAULT_CHART
+from adapters.sage_accounting.wire import idempotency_id
 from domain.tenants import LedgerConfig, Tenant, Tenants
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

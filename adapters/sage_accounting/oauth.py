@@ -207,6 +207,11 @@ class TokenStore:
             os.close(fd)  # closing the descriptor releases the flock
 
 
+def token_store_for(token_dir: Path, tenant_id: str) -> TokenStore:
+    """Where a tenant's Sage Accounting tokens live (written by ``billstream connect``)."""
+    return TokenStore(token_dir / f"sage-accounting-{tenant_id}.json")
+
+
 class SageOAuth:
     """Hands out a valid access token; refreshes under the locks; stores before use."""
 

@@ -8,7 +8,9 @@ back become Decimal (``parse_float=Decimal``). orjson cannot do either, hence th
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -69,3 +71,20 @@ def dumps(value: Any) -> bytes:
 def loads(data: bytes | str) -> Any:
     """JSON with every non-integer number as Decimal."""
     return json.loads(data, parse_float=Decimal)
+
+
+def idempotency_id(*parts: str) -> str:
+    """Sage's ``idempotency_id``: 32 lowercase hex characters, stable for the same parts."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def created_at(data: Mapping[str, Any]) -> dt.datetime | None:
+    """When Sage says a resource was created (``created_at``), timezone-aware; None if not."""
+    raw = data.get("created_at")
+    if not isinstance(raw, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

@@ -90,7 +90,7 @@ async def run_connect(
     on_url: Callable[[str], Awaitable[None] | None] | None = None,
 ) -> dict[str, Any]:
     """The whole flow; ``on_url`` (tests) receives the authorise URL instead of a person."""
-    from adapters.sage_accounting.client import SageAccountingLedger
+    from adapters.sage_accounting.ledger import SageAccountingLedger
     from adapters.sage_accounting.oauth import CODE_LIFETIME, receive_callback
     from domain.errors import LedgerError, Reason
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sage_accounting.client import SageAccountingLedger
 from adapters.sage_accounting.harness import SandboxProcess
+from adapters.sage_accounting.ledger import SageAccountingLedger
 from domain.errors import LedgerError, Reason
 from domain.models import Document
 from domain.tenants import LedgerConfig, Tenant
@@ -223,21 +223,21 @@ class TestSageAccountingLedger(LedgerContract):
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """Within Sage's 7-day idempotency window a replay would hand back the deleted bill."""
-        import adapters.sage_accounting.client as client_module
+        import adapters.sage_accounting.ledger as bills_module
 
         vendor = await ledger.create_vendor(unique("Deleted Bill"))
         bill = draft(vendor.name, "DEL-1")
         first = await ledger.create_draft_bill(vendor, bill)
         sandbox.delete_bill(ledger.client.business_id, first.id)
         assert await ledger.find_bill(vendor.id, "DEL-1") is None
-        real = client_module._created_at
+        real = bills_module.created_at
 
         def a_day_older(data: dict[str, object]) -> dt.datetime | None:
             when = real(data)
             return None if when is None else when - dt.timedelta(days=1)
 
         # the replayed answer now looks as old as a replay days later would
-        monkeypatch.setattr(client_module, "_created_at", a_day_older)
+        monkeypatch.setattr(bills_module, "created_at", a_day_older)
         again = await ledger.create_draft_bill(vendor, bill)
         assert again.id != first.id
         assert await ledger.find_bill(vendor.id, "DEL-1") == again
@@ -248,20 +248,20 @@ class TestSageAccountingLedger(LedgerContract):
         ledger: SageAccountingLedger,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        import adapters.sage_accounting.client as client_module
+        import adapters.sage_accounting.vendors as vendors_module
 
         name = unique("Gone Supplier")
         first = await ledger.create_vendor(name)
         sandbox.delete_contact(ledger.client.business_id, first.id)
         # a ledger with empty caches, as a worker that never saw the supplier
         fresh = SageAccountingLedger(ledger.client, tenant_id=ledger.tenant_id)
-        real = client_module._created_at
+        real = vendors_module.created_at
 
         def a_day_older(data: dict[str, object]) -> dt.datetime | None:
             when = real(data)
             return None if when is None else when - dt.timedelta(days=1)
 
-        monkeypatch.setattr(client_module, "_created_at", a_day_older)
+        monkeypatch.setattr(vendors_module, "created_at", a_day_older)
         assert await fresh.find_vendor(name) is None
         again = await fresh.create_vendor(name)
         assert again.id != first.id

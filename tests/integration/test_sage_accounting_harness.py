@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from adapters.harness import ItemInventory, LedgerHarness, harness_for
-from adapters.sage_accounting.client import SageAccountingLedger
 from adapters.sage_accounting.harness import SageAccountingHarness
+from adapters.sage_accounting.ledger import SageAccountingLedger
 from domain.models import BillLine, Document, DraftBill
 from domain.normalize import vendor_match_key
 from domain.tenants import Tenant, parse_tenants

@@ -106,7 +106,7 @@ def books(tenants: Tenants) -> Tenant:
 
 def test_the_catalog_protocol_is_what_the_sage_ledgers_offer() -> None:
     from adapters.intacct.ledger import IntacctLedger
-    from adapters.sage_accounting.client import SageAccountingLedger
+    from adapters.sage_accounting.ledger import SageAccountingLedger
 
     assert isinstance(Catalog(), AccountCatalog)
     for cls in (IntacctLedger, SageAccountingLedger):
