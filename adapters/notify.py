@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import smtplib
 import socket
 import ssl
@@ -32,6 +31,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from adapters.http import backoff
 from domain.errors import ADVICE, Reason
 from domain.tenants import EmailNotify, Tenant
 
@@ -50,6 +50,7 @@ TITLES: dict[Reason, str] = {
     Reason.UNAVAILABLE: "Sage or the network was unavailable",
     Reason.DOCUMENT_UNAVAILABLE: "the original document could not be fetched",
     Reason.ATTACHMENT_FAILED: "the PDF could not be attached to the bill",
+    Reason.UNREADABLE: "a record in the event log could not be read",
 }
 
 SLACK_MAX_ITEMS = 15  # Slack folds long messages; the rest is one command away
@@ -372,25 +373,30 @@ def channels_for(tenant: Tenant, env: Mapping[str, str]) -> Channels:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class DeliveryRetries:
+    """Tries per digest delivery, and the backoff between them (seconds: the first wait is at
+    most twice ``initial``, each next one at most twice the last, up to ``maximum``)."""
+
     attempts: int = 4
     initial: float = 1.0
     maximum: float = 30.0
 
 
-def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+def _wait(policy: DeliveryRetries) -> Callable[[RetryCallState], float]:
     def wait(state: RetryCallState) -> float:
-        backoff = random.uniform(0, min(policy.maximum, policy.initial * 2**state.attempt_number))
         exc = state.outcome.exception() if state.outcome else None
-        hint = exc.retry_after if isinstance(exc, NotifyError) and exc.retry_after else 0.0
-        return max(backoff, min(hint, policy.maximum))
+        hint = exc.retry_after if isinstance(exc, NotifyError) else None
+        # attempt + 1: the first wait is up to 2 x initial, as it always was here.
+        return backoff(
+            state.attempt_number + 1, policy.maximum, base=policy.initial, retry_after=hint
+        )
 
     return wait
 
 
-async def deliver(channel: Channel, digest: Digest, policy: RetryPolicy | None = None) -> None:
+async def deliver(channel: Channel, digest: Digest, policy: DeliveryRetries | None = None) -> None:
     """Send with retries for transient failures; raise the last ``NotifyError`` otherwise."""
-    policy = policy or RetryPolicy()
+    policy = policy or DeliveryRetries()
 
     def log_retry(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

@@ -34,10 +34,10 @@ from prometheus_client import Counter
 from adapters.notify import (
     Channel,
     Channels,
+    DeliveryRetries,
     Digest,
     DigestItem,
     NotifyError,
-    RetryPolicy,
     channels_for,
     deliver,
 )
@@ -81,7 +81,7 @@ def summarize(event: Envelope) -> ParkedSummary:
     failure = event.data
     assert isinstance(failure, Failure)
     supplier, number, amount = "?", "?", ""
-    data = failure.input.data
+    data = failure.input.data if failure.input is not None else None
     if isinstance(data, Work):
         bill = data.bill
         supplier, number = bill.vendor_name, bill.number
@@ -114,7 +114,7 @@ def tick_seconds(tenants: Tenants) -> float:
     return min(15.0, max(0.5, min(windows) / 4))
 
 
-Deliver = Callable[[Channel, Digest, RetryPolicy], Awaitable[None]]
+Deliver = Callable[[Channel, Digest, DeliveryRetries], Awaitable[None]]
 
 
 class Notices:
@@ -131,7 +131,7 @@ class Notices:
         partitions: int = 1,
         clock: Callable[[], float] = time.time,
         send: Deliver | None = None,
-        policy: RetryPolicy | None = None,
+        policy: DeliveryRetries | None = None,
         flush: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.tenants = tenants
@@ -142,7 +142,7 @@ class Notices:
         self.partitions = partitions
         self.clock = clock
         self.send: Deliver = send or deliver
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or DeliveryRetries()
         self.flush = flush
         self._channels: dict[str, Channels] = {}
         self._backoff: dict[tuple[str, str], tuple[float, int]] = {}

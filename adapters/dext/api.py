@@ -45,12 +45,11 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential,
-    wait_random,
 )
 
 from adapters.dext.cursor import CursorState, CursorStore, Pending
 from adapters.dext.items import ReceivedSink, SourceItem, canonical_item, env_suffix
+from adapters.http import backoff, delay_seconds, retry_after
 from domain.dext import check_item
 from domain.tenants import Tenant
 
@@ -156,16 +155,6 @@ class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None
     has_more: bool
-
-
-def _seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 class DextApiClient:
@@ -302,7 +291,7 @@ class DextApiClient:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(_Retryable),
                 stop=stop_after_attempt(self.config.attempts),
-                wait=wait_exponential(multiplier=0.5, max=15.0) + wait_random(0, 0.5),
+                wait=lambda state: backoff(state.attempt_number, 15.0, base=0.5),
                 reraise=True,
             ):
                 with attempt:
@@ -324,7 +313,7 @@ class DextApiClient:
 
     def _note_budget(self, response: httpx.Response) -> None:
         remaining = response.headers.get("X-RateLimit-Remaining")
-        reset = _seconds(response.headers.get("X-RateLimit-Reset"))
+        reset = delay_seconds(response.headers.get("X-RateLimit-Reset"))
         if remaining is not None and remaining.strip() == "0" and reset is not None:
             # The budget is spent: do not ask again before the window resets.
             self._not_before = max(
@@ -332,9 +321,9 @@ class DextApiClient:
             )
 
     def _retry_after(self, response: httpx.Response) -> float:
-        wait = _seconds(response.headers.get("Retry-After"))
+        wait = retry_after(response.headers.get("Retry-After"))
         if wait is None:
-            wait = _seconds(response.headers.get("X-RateLimit-Reset"))
+            wait = delay_seconds(response.headers.get("X-RateLimit-Reset"))
         if wait is None:
             wait = 1.0
         return min(wait, self.config.max_wait) + random.uniform(0, 0.25)

@@ -189,7 +189,9 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Problem:
+class FileProblem:
+    """Something wrong in one export file: which file, which line (if any), what."""
+
     file: str
     line: int | None
     message: str
@@ -371,7 +373,7 @@ class FileReport:
     outcome: str  # processed, duplicate, pending, skipped
     published: int = 0
     already_received: int = 0
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[FileProblem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -515,7 +517,7 @@ class ExportFolder:
                 shown,
                 "skipped",
                 problems=[
-                    Problem(
+                    FileProblem(
                         shown,
                         None,
                         "no tenant for this file: give --tenant, or put it in a sub-folder "
@@ -542,7 +544,7 @@ class ExportFolder:
                 report.already_received += 1
             else:
                 report.problems.append(
-                    Problem(
+                    FileProblem(
                         shown,
                         _line_of(si.origin),
                         f"item {si.item['id']} was already received (from {seen[1]}) with "
@@ -578,28 +580,28 @@ class ExportFolder:
             try:
                 raws = loads_items(data)
             except ItemFormatError as exc:
-                report.problems.append(Problem(shown, None, str(exc)))
+                report.problems.append(FileProblem(shown, None, str(exc)))
                 return []
             for n, raw in enumerate(raws, start=1):
                 item, ref = canonical_item(raw)
                 refused = check_item(item)
                 if refused:
                     messages = "; ".join(p.message for p in refused)
-                    report.problems.append(Problem(shown, n, f"item {n}: {messages}"))
+                    report.problems.append(FileProblem(shown, n, f"item {n}: {messages}"))
                     continue
                 ref = self._json_document(path, item, ref, index)
                 si = SourceItem(tenant.id, item, ref, f"{shown}#{n}")
                 out[si.key] = si
             return list(out.values())
         parsed = parse_csv(data, tenant)
-        report.problems.extend(Problem(shown, line, msg) for line, msg in parsed.problems)
+        report.problems.extend(FileProblem(shown, line, msg) for line, msg in parsed.problems)
         if parsed.ignored_columns:
             report.notes.append("ignored columns: " + ", ".join(parsed.ignored_columns))
         for row in parsed.rows:
             refused = check_item(row.item)
             if refused:
                 messages = "; ".join(p.message for p in refused)
-                report.problems.append(Problem(shown, row.line, messages))
+                report.problems.append(FileProblem(shown, row.line, messages))
                 continue
             ref = self._row_document(path, row, index)
             if ref is None:
@@ -607,7 +609,7 @@ class ExportFolder:
             si = SourceItem(tenant.id, row.item, ref, f"{shown}:{row.line}")
             if si.key in out:
                 report.problems.append(
-                    Problem(shown, row.line, f"item {row.item['id']} appears twice in the file")
+                    FileProblem(shown, row.line, f"item {row.item['id']} appears twice in the file")
                 )
                 continue
             out[si.key] = si

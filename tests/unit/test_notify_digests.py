@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from adapters.notify import Channel, Digest, NotifyError, RetryPolicy
+from adapters.notify import Channel, DeliveryRetries, Digest, NotifyError
 from domain.errors import Reason, StageError
 from domain.events import Envelope, Failure, Received, Stage
 from domain.tenants import Tenants, parse_tenants
@@ -75,7 +75,7 @@ class Sent:
         self.fail: dict[str, NotifyError] = {}
         self.attempts = 0
 
-    async def __call__(self, channel: Channel, digest: Digest, policy: RetryPolicy) -> None:
+    async def __call__(self, channel: Channel, digest: Digest, policy: DeliveryRetries) -> None:
         self.attempts += 1
         if channel.name in self.fail:
             raise self.fail[channel.name]
@@ -198,7 +198,7 @@ async def test_a_permanent_failure_is_given_up_not_looped(tenants: Tenants) -> N
 async def test_the_agent_side_never_waits_for_delivery(tenants: Tenants) -> None:
     started = asyncio.Event()
 
-    async def stuck(channel: Channel, digest: Digest, policy: RetryPolicy) -> None:
+    async def stuck(channel: Channel, digest: Digest, policy: DeliveryRetries) -> None:
         started.set()
         await asyncio.sleep(3600)
 

@@ -28,10 +28,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from adapters.notify import (
+    DeliveryRetries,
     Digest,
     DigestItem,
     NotifyError,
-    RetryPolicy,
     SlackWebhook,
     SmtpEmail,
     channels_for,
@@ -289,7 +289,7 @@ async def test_a_wrong_password_is_a_permanent_error_that_names_no_secret(
         config=smtp.config(), tenant_id="acme-uk", username=SMTP_USER, password="not-it"
     )
     with pytest.raises(NotifyError) as info:
-        await deliver(channel, digest(), RetryPolicy(attempts=3, initial=0.01))
+        await deliver(channel, digest(), DeliveryRetries(attempts=3, initial=0.01))
     assert not info.value.transient
     assert "login refused" in info.value.message and "not-it" not in info.value.message
     assert smtp.messages == []
@@ -312,7 +312,7 @@ async def test_a_busy_relay_is_retried(smtp: SmtpServer) -> None:
     channel = SmtpEmail(
         config=smtp.config(), tenant_id="acme-uk", username=SMTP_USER, password=SMTP_PASSWORD
     )
-    await deliver(channel, digest(), RetryPolicy(attempts=4, initial=0.01, maximum=0.05))
+    await deliver(channel, digest(), DeliveryRetries(attempts=4, initial=0.01, maximum=0.05))
     assert len(smtp.messages) == 1
 
 
@@ -339,7 +339,7 @@ async def test_slack_gets_one_short_message(slack: SlackReceiver) -> None:
 async def test_slack_failures_are_retried_then_delivered(slack: SlackReceiver) -> None:
     slack.fail_next = 2
     channel = SlackWebhook(url=slack.url, tenant_id="acme-uk")
-    await deliver(channel, digest(), RetryPolicy(attempts=4, initial=0.01, maximum=0.05))
+    await deliver(channel, digest(), DeliveryRetries(attempts=4, initial=0.01, maximum=0.05))
     assert slack.requests == 3 and len(slack.messages) == 1
 
 
@@ -347,7 +347,7 @@ async def test_a_revoked_webhook_is_not_retried_and_not_shown(slack: SlackReceiv
     slack.status = 404
     channel = SlackWebhook(url=slack.url, tenant_id="acme-uk")
     with pytest.raises(NotifyError) as info:
-        await deliver(channel, digest(), RetryPolicy(attempts=4, initial=0.01))
+        await deliver(channel, digest(), DeliveryRetries(attempts=4, initial=0.01))
     assert slack.requests == 1 and not info.value.transient
     assert "HTTP 404" in info.value.message and "test-secret-part" not in info.value.message
     assert "test-secret-part" not in repr(channel)
