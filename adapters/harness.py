@@ -65,7 +65,7 @@ class LocalHarness:
         self.workdir = workdir
 
     def _ledger(self, tenant: Tenant) -> Any:
-        from adapters.local import LocalLedger
+        from adapters.sqlite_ledger import LocalLedger
 
         assert self.workdir is not None, "start() first"
         return LocalLedger(self.workdir / "ledgers" / f"{tenant.ledger.company}.sqlite")

@@ -20,7 +20,7 @@ def build_ledger(
     env = os.environ if env is None else env
     kind = tenant.ledger.kind
     if kind == "local":
-        from adapters.local import LocalLedger
+        from adapters.sqlite_ledger import LocalLedger
 
         path = settings.ledgers_dir / f"{tenant.ledger.company}.sqlite"
         return LocalLedger(path, company=tenant.ledger.company)

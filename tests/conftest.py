@@ -11,7 +11,7 @@ import pytest
 
 from adapters.dext.samples import DOCUMENTS_DIR
 from adapters.documents import DocumentFetcher
-from adapters.local import LocalLedger
+from adapters.sqlite_ledger import LocalLedger
 from domain.tenants import Tenants, parse_tenants
 from streams.config import Settings
 from streams.wiring import Ports

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.local import LocalLedger
+from adapters.sqlite_ledger import LocalLedger
 from tests.contract.ledger_contract import LedgerContract
 
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from adapters.local import LocalLedger
+from adapters.sqlite_ledger import LocalLedger
 from domain.events import Failure, Stage
 from streams.config import Settings
 from streams.demo import DemoOptions, run_demo

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from adapters.local import LocalLedger
+from adapters.sqlite_ledger import LocalLedger
 from domain.errors import LedgerError, Reason
 from domain.ports import Ledger
 from domain.tenants import Tenant, Tenants, parse_tenants

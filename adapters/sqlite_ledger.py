@@ -1,4 +1,4 @@
-"""The local ledger: a Sage-like company in one SQLite file, outliving any worker process.
+"""The SQLite reference ledger: a Sage-like company in one SQLite file, outliving any worker.
 
 It is the reference implementation of the ledger port (``domain.ports.Ledger``): vendors,
 draft bills with GL-coded lines, one attachment per bill, open and closed periods, and a
