@@ -20,6 +20,7 @@ class Reason(StrEnum):
     UNAVAILABLE = "unavailable"
     DOCUMENT_UNAVAILABLE = "document_unavailable"
     ATTACHMENT_FAILED = "attachment_failed"
+    UNREADABLE = "unreadable"  # a record no stage can read or carry: parked by reference
 
 
 class Retry(StrEnum):
@@ -44,6 +45,7 @@ RETRY_OF: dict[Reason, Retry] = {
     Reason.UNAVAILABLE: Retry.AUTOMATIC,
     Reason.DOCUMENT_UNAVAILABLE: Retry.REPLAY,
     Reason.ATTACHMENT_FAILED: Retry.REPLAY,
+    Reason.UNREADABLE: Retry.NEVER,
 }
 
 # What a person should do about each reason, in plain words (CLI, notifications, operator page).
@@ -61,6 +63,8 @@ ADVICE: dict[Reason, str] = {
     Reason.DOCUMENT_UNAVAILABLE: "The original document could not be fetched; check the source, "
     "then replay.",
     Reason.ATTACHMENT_FAILED: "The bill exists; only the attachment failed. Replay to attach it.",
+    Reason.UNREADABLE: "The record could not be read or was too large to carry; find it by its "
+    "topic and offset, then send the invoice again through a source (they check size and depth).",
 }
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.dext import find_floats
 from domain.errors import RETRY_OF, Problem, Reason, Retry, StageError
@@ -92,8 +92,25 @@ class Work(_Payload):
     notes: list[str] = Field(default_factory=list)  # e.g. "adopted existing bill", "redated"
 
 
+class RecordRef(_Payload):
+    """Where a record that no stage could read or carry sits in the log, and enough of it
+    (hash, size, the start as text) to recognise it: a failure never copies it whole."""
+
+    topic: str
+    partition: int
+    offset: int
+    size: int
+    sha256: str
+    excerpt: str
+    error: str
+
+
 class Failure(_Payload):
-    """Why an item stopped, and the event it stopped on, so replay can put it back."""
+    """Why an item stopped, and the event it stopped on, so replay can put it back.
+
+    ``input`` is the event itself; a record that could not be read, or whose result was too
+    large to put on the log, is carried as a ``record`` reference instead and is never replayed.
+    """
 
     kind: Literal["failure"] = "failure"
     stage: Stage  # the topic the input came from: replay sends the input back there
@@ -102,11 +119,18 @@ class Failure(_Payload):
     retry: Retry
     problems: list[Problem] = Field(default_factory=list)
     detail: dict[str, Any] = Field(default_factory=dict)
-    input: Envelope
+    input: Envelope | None = None
+    record: RecordRef | None = None
+
+    @model_validator(mode="after")
+    def _says_what_failed(self) -> Failure:
+        if self.input is None and self.record is None:
+            raise ValueError("a failure carries its input event or a reference to the record")
+        return self
 
     @property
     def retryable(self) -> bool:
-        return self.retry is not Retry.NEVER
+        return self.retry is not Retry.NEVER and self.input is not None
 
     @classmethod
     def of(cls, error: StageError, input_event: Envelope) -> Failure:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from domain.events import Envelope, Stage
-from streams import notifications, stages, tracking
+from streams import notifications, poison, stages, tracking
 from streams.app import Pipeline, done_table
 from streams.idempotency import Once, StageSpec
+from streams.poison import Delivered
 
 _FUNCTIONS = {
     "validate": stages.validate,
@@ -25,17 +26,24 @@ def register_agents(pipeline: Pipeline) -> None:
     app, topics, settings = pipeline.app, pipeline.topics, pipeline.settings
     once = Once(pipeline.ports)
 
-    async def emit(event: Envelope) -> None:
+    async def emit(event: Envelope, raw: bytes | None = None) -> None:
         # Wait for the broker's ack before the input offset can be committed: at-least-once.
-        await (await topics[event.stage].send(key=event.subject.encode(), value=event.to_bytes()))
+        value = event.to_bytes() if raw is None else raw
+        await (await topics[event.stage].send(key=event.subject.encode(), value=value))
 
     def stage_agent(name: str, source: Stage, target: Stage) -> Any:
         spec = StageSpec(name, source, target, _FUNCTIONS[name])
         done = done_table(pipeline, name)
 
         async def agent(stream: Any) -> None:
-            async for value in stream:
-                await emit((await once(Envelope.from_bytes(value), spec, done)).event)
+            async for record in stream.events():
+                delivered = Delivered.of(record)
+                event = poison.decode(delivered, source)
+                if event.stage is Stage.FAILED:  # unreadable: parked, the partition moves on
+                    await emit(event)
+                    continue
+                outcome = await once(event, spec, done, delivered)
+                await emit(outcome.event, outcome.value)
 
         agent.__name__ = agent.__qualname__ = f"{name}_agent"
         concurrency = settings.stage_concurrency
@@ -48,12 +56,16 @@ def register_agents(pipeline: Pipeline) -> None:
     notices = notifications.install(pipeline, parked)
 
     async def failed_agent(stream: Any) -> None:
-        async for value in stream:
-            tracking.on_failed(Envelope.from_bytes(value), parked, notices)
+        async for record in stream.events():
+            event = poison.readable(Delivered.of(record))
+            if event is not None:
+                tracking.on_failed(event, parked, notices)
 
     async def attached_agent(stream: Any) -> None:
-        async for value in stream:
-            tracking.on_attached(Envelope.from_bytes(value), parked)
+        async for record in stream.events():
+            event = poison.readable(Delivered.of(record))
+            if event is not None:
+                tracking.on_attached(event, parked)
 
     pipeline.agents["failed"] = app.agent(topics[Stage.FAILED], name="failed")(failed_agent)
     pipeline.agents["attached"] = app.agent(topics[Stage.ATTACHED], name="attached")(attached_agent)

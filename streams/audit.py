@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 
 from domain.events import Envelope, Failure, Stage, Work
 from streams.config import Settings
-from streams.eventlog import read_topics
+from streams.eventlog import RawRecord, read_records
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,12 @@ def describe(event: Envelope) -> tuple[str, str]:
 async def timeline(settings: Settings, kafka_url: str, key: str) -> list[Step]:
     topics = [settings.topic(stage) for stage in Stage]
     steps: list[Step] = []
-    async for logged in read_topics(kafka_url, topics, key=key):
-        ev = logged.event
+    async for raw in read_records(kafka_url, topics, key=key):
+        try:
+            ev = Envelope.from_bytes(raw.value)
+        except ValueError as exc:
+            steps.append(_unreadable_step(raw, exc))
+            continue
         outcome, detail = describe(ev)
         steps.append(
             Step(
@@ -68,11 +73,28 @@ async def timeline(settings: Settings, kafka_url: str, key: str) -> list[Step]:
                 ev.id,
                 ev.causationid,
                 ev.source,
-                logged.topic,
-                logged.offset,
+                raw.topic,
+                raw.offset,
             )
         )
     order = {stage.event_type: i for i, stage in enumerate(Stage)}
     # Attempts first (a replay comes after what it replays), then time, then pipeline order.
     steps.sort(key=lambda s: (s.attempt, s.time, order.get(s.type, 99)))
     return steps
+
+
+def _unreadable_step(raw: RawRecord, exc: Exception) -> Step:
+    """A record under this key that is not an event: shown where it sits, not skipped."""
+    error = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return Step(
+        "",
+        "unreadable record",
+        0,
+        "unreadable",
+        f"{len(raw.value)} bytes, sha256 {hashlib.sha256(raw.value).hexdigest()[:12]}: {error}",
+        "",
+        None,
+        "",
+        raw.topic,
+        raw.offset,
+    )

@@ -133,7 +133,10 @@ class Terminal:
                 self.first_seen = time.monotonic()
             for records in batch.values():
                 for record in records:
-                    ev = Envelope.from_bytes(record.value)
+                    try:
+                        ev = Envelope.from_bytes(record.value)
+                    except ValueError:
+                        continue  # not an event: the worker parks it, the count needs none
                     seen = self.state.get(ev.subject)
                     # At the same attempt, attached beats failed (a late-arriving failure
                     # of an earlier try cannot undo an attachment).

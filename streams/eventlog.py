@@ -6,6 +6,7 @@ never moves any worker's offsets.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from domain.events import Envelope
 from streams.broker import bootstrap_of
 
+log = logging.getLogger("billstream.eventlog")
+
 
 @dataclass(frozen=True)
 class Logged:
@@ -23,6 +26,15 @@ class Logged:
     partition: int
     offset: int
     event: Envelope
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -43,10 +55,11 @@ async def topic_partitions(kafka_url: str, topics: list[str]) -> dict[str, list[
         await client.close()
 
 
-async def read_topics(
+async def read_records(
     kafka_url: str, topics: list[str], *, key: str | None = None
-) -> AsyncIterator[Logged]:
-    """Every event of ``topics`` from the beginning to the current end (or only ``key``'s)."""
+) -> AsyncIterator[RawRecord]:
+    """Every record of ``topics`` from the beginning to the current end (or only ``key``'s),
+    undecoded: the audit shows a record it cannot read instead of stopping at it."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_of(kafka_url), enable_auto_commit=False, group_id=None
     )
@@ -73,11 +86,29 @@ async def read_topics(
                         continue
                     if record.value is None:
                         continue
-                    yield Logged(
-                        tp.topic, tp.partition, record.offset, Envelope.from_bytes(record.value)
-                    )
+                    yield RawRecord(tp.topic, tp.partition, record.offset, record.key, record.value)
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
     finally:
         await consumer.stop()
+
+
+async def read_topics(
+    kafka_url: str, topics: list[str], *, key: str | None = None
+) -> AsyncIterator[Logged]:
+    """Every readable event of ``topics`` from the beginning to the current end (or only
+    ``key``'s); a record that is not an event is logged and passed over, never a crash."""
+    async for raw in read_records(kafka_url, topics, key=key):
+        try:
+            event = Envelope.from_bytes(raw.value)
+        except ValueError as exc:
+            log.warning(
+                "%s/%d@%d is not a readable event: %s",
+                raw.topic,
+                raw.partition,
+                raw.offset,
+                str(exc)[:300],
+            )
+            continue
+        yield Logged(raw.topic, raw.partition, raw.offset, event)

@@ -28,7 +28,8 @@ from tenacity import (
 
 from domain.errors import Problem, Reason, StageError
 from domain.events import Envelope, Failure, Received, Stage, Work
-from streams import metrics
+from streams import metrics, poison
+from streams.poison import Delivered
 from streams.stages import StageContext
 from streams.wiring import Ports
 
@@ -49,6 +50,11 @@ class StageSpec:
 class Outcome:
     event: Envelope
     replayed: bool  # True: re-emitted from the table, nothing was done again
+    raw: bytes = b""  # the event as it goes on the log (already serialised once)
+
+    @property
+    def value(self) -> bytes:
+        return self.raw or self.event.to_bytes()
 
 
 class _Unexpected(StageError):
@@ -142,23 +148,46 @@ class Once:
         return lock
 
     async def __call__(
-        self, event: Envelope, spec: StageSpec, done: MutableMapping[bytes, bytes]
+        self,
+        event: Envelope,
+        spec: StageSpec,
+        done: MutableMapping[bytes, bytes],
+        delivered: Delivered | None = None,
     ) -> Outcome:
         key = event.subject.encode()
         async with self._lock(spec.name, event.subject):
             recorded = done.get(key)
-            if recorded is not None:
-                previous = Envelope.from_bytes(recorded)
-                # A success is final; a failure is re-run only by a newer attempt (a replay).
-                if previous.stage is not Stage.FAILED or previous.attempt >= event.attempt:
-                    metrics.record_stage(spec.name, event.tenant, "replayed", 0.0)
-                    return Outcome(previous, replayed=True)
+            previous = _recorded(recorded, spec.name, event.subject)
+            # A success is final; a failure is re-run only by a newer attempt (a replay).
+            if previous is not None and (
+                previous.stage is not Stage.FAILED or previous.attempt >= event.attempt
+            ):
+                metrics.record_stage(spec.name, event.tenant, "replayed", 0.0)
+                return Outcome(previous, replayed=True, raw=recorded or b"")
             started = time.perf_counter()
             out = await run_stage(event, spec, self.ports)
-            done[key] = out.to_bytes()
+            if delivered is None:
+                delivered = Delivered(spec.source.value, -1, -1, key, event.to_bytes())
+            # Neither the log nor the table's changelog takes a record over ~1 MiB: a result
+            # that big is parked by reference before it can stop the partition.
+            out, raw = poison.bounded(out, out.to_bytes(), delivered, spec.source)
+            done[key] = raw
         outcome = "failed" if out.stage is Stage.FAILED else "ok"
         metrics.record_stage(spec.name, event.tenant, outcome, time.perf_counter() - started)
         if out.stage is Stage.ATTACHED and isinstance(out.data, Work):
             age = dt.datetime.now(dt.UTC) - out.data.received_at
             metrics.record_attached(event.tenant, age.total_seconds())
-        return Outcome(out, replayed=False)
+        return Outcome(out, replayed=False, raw=raw)
+
+
+def _recorded(recorded: bytes | None, stage: str, subject: str) -> Envelope | None:
+    """A table entry as an event; one this release cannot read counts as not done."""
+    if recorded is None:
+        return None
+    try:
+        return Envelope.from_bytes(recorded)
+    except ValueError as exc:
+        log.warning(
+            "%s %s: the recorded result is unreadable (%s); running again", stage, subject, exc
+        )
+        return None

@@ -70,6 +70,12 @@ REPLAYS_RECEIVED = Counter(
     "been parked for (unknown when this worker does not hold the item's parked entry).",
     ["stage", "tenant", "reason"],
 )
+UNREADABLE = Counter(
+    "billstream_unreadable_records_total",
+    "Records a worker could not read or carry (corrupt, too deep, of an unknown type, or with "
+    "a result too large for the log), by topic: parked as unreadable, never a crash.",
+    ["topic"],
+)
 CONSUMER_RESEEKS = Counter(
     "billstream_consumer_reseeks_total",
     "Stream partitions read again from a hole (the hole check) or from their committed offset "

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from domain.errors import Reason
+from domain.errors import RETRY_OF, Reason, Retry
 from domain.events import Envelope, Failure, Stage, event_id
 from streams.config import Settings
 from streams.eventlog import read_topics
@@ -22,7 +22,7 @@ from streams.publish import Publisher
 
 @dataclass(frozen=True)
 class ReplayFilter:
-    reasons: frozenset[Reason] | None = None  # None = any reason
+    reasons: frozenset[Reason] | None = None  # None = any reason that is ever retried
     tenant: str | None = None
     item: str | None = None
     since: dt.datetime | None = None
@@ -30,8 +30,15 @@ class ReplayFilter:
     def matches(self, event: Envelope) -> bool:
         failure = event.data
         assert isinstance(failure, Failure)
+        if failure.input is None:
+            return False  # an unreadable record: nothing to send back
+        if self.reasons is None:
+            # "any" means any reason worth retrying: a duplicate is replayed only by name.
+            wanted = RETRY_OF[failure.reason] is not Retry.NEVER
+        else:
+            wanted = failure.reason in self.reasons
         return (
-            (self.reasons is None or failure.reason in self.reasons)
+            wanted
             and (self.tenant is None or event.tenant == self.tenant)
             and (self.item is None or event.subject == self.item)
             and (self.since is None or event.time >= self.since)
@@ -89,6 +96,7 @@ def replay_event(failed: Envelope) -> tuple[Envelope, Stage]:
     failure = failed.data
     assert isinstance(failure, Failure)
     original = failure.input
+    assert original is not None, "an unreadable record is never replayed"
     attempt = failed.attempt + 1
     event = original.model_copy(
         update={

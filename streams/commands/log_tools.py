@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from domain.errors import Reason
+from domain.errors import RETRY_OF, Reason, Retry
 from streams.cli_base import cli, fail, print_json
 from streams.config import Settings
 
@@ -21,7 +21,8 @@ REASONS = sorted(r.value for r in Reason)
     multiple=True,
     required=True,
     type=click.Choice([*REASONS, "any"]),
-    help="Failure reason to replay (repeatable), or 'any'.",
+    help="Failure reason to replay (repeatable), or 'any': every reason that is ever retried "
+    "(duplicate items are replayed only when named).",
 )
 @click.option("--tenant", default=None, help="Only this tenant's items.")
 @click.option("--item", default=None, metavar="KEY", help="Only this item (tenant:dext_item_id).")
@@ -59,8 +60,9 @@ def replay(
         when = parse_since(since) if since else None
     except ValueError as exc:
         fail(str(exc))
+    named = frozenset(Reason(r) for r in reasons if r != "any")
     flt = ReplayFilter(
-        reasons=None if "any" in reasons else frozenset(Reason(r) for r in reasons),
+        reasons=None if "any" in reasons and not named else _with_any(named, "any" in reasons),
         tenant=tenant,
         item=item,
         since=when,
@@ -110,3 +112,8 @@ def audit(key: str, as_json: bool) -> None:
         raise SystemExit(1)
     for s in steps:
         click.echo(f"{s.time[:23]:<23}  {s.type:<27} #{s.attempt}  {s.outcome:<20} {s.detail}")
+
+
+def _with_any(named: frozenset[Reason], any_reason: bool) -> frozenset[Reason]:
+    retried = frozenset(r for r in Reason if RETRY_OF[r] is not Retry.NEVER)
+    return named | retried if any_reason else named
