@@ -1,7 +1,6 @@
-"""The outside world, one module or package per system; each client beside its sandbox."""
+"""The outside world, one module or package per system; each client beside its sandbox.
 
-from adapters import kafka_fetch
-
-# Every Kafka consumer of the project (Faust's, the CLIs', the Dext cursor's) comes through
-# here before it starts: see kafka_fetch for why an empty fetch must wait.
-kafka_fetch.apply()
+Importing any adapter has no side effect. The entry points that start Kafka consumers
+(``streams.cli.main``, ``streams.runtime.run_worker``) install ``kafka_fetch``'s empty-fetch
+wait themselves.
+"""

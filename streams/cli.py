@@ -18,9 +18,13 @@ _load_commands()
 
 
 def main() -> None:
+    from adapters import kafka_fetch
     from streams.cli_base import fail
     from streams.runtime import BrokerBusy
 
+    # Every Kafka consumer a command starts (the worker's, the Dext cursor's, the event log
+    # readers') must wait out an empty fetch: see adapters.kafka_fetch.
+    kafka_fetch.apply()
     try:
         cli(prog_name="billstream")
     except BrokerBusy as exc:

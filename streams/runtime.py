@@ -77,12 +77,16 @@ def _worker_class() -> Any:
 
 def run_worker(settings: Settings, kafka_url: str) -> int:
     """Run the stage agents until SIGTERM/SIGINT. Blocks; returns the exit code."""
+    from adapters import kafka_fetch
     from domain.events import Stage
     from streams import metrics, stages
     from streams.app import create_app
     from streams.topics import ensure_topics
     from streams.wiring import Ports
 
+    # Faust's consumers must wait out an empty fetch (see adapters.kafka_fetch), whoever
+    # started the worker.
+    kafka_fetch.apply()
     asyncio.run(ensure_topics(settings, kafka_url))
     ports = Ports.from_settings(settings)
     pipeline = create_app(settings, kafka_url, ports)

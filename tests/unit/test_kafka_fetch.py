@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -11,6 +14,7 @@ import pytest
 from aiokafka.consumer.fetcher import Fetcher
 
 from adapters import kafka_fetch
+from streams.config import Settings
 
 
 @pytest.fixture
@@ -39,6 +43,7 @@ def timed(max_wait_ms: int = 500) -> tuple[bool, float]:
 
 
 def test_installed_on_aiokafkas_fetcher() -> None:
+    # by tests/conftest.py, as an entry point would
     assert Fetcher._proc_fetch_request is kafka_fetch._proc_fetch_request
 
 
@@ -73,3 +78,58 @@ def test_a_cancelled_fetch_ends_at_once(answers: list[bool]) -> None:
 
     # aiokafka cancels a pending fetch on close and reads its False.
     assert asyncio.run(go()) is False
+
+
+def _in_a_fresh_interpreter(code: str) -> None:
+    subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, timeout=120)
+
+
+def test_importing_adapters_leaves_aiokafka_alone() -> None:
+    _in_a_fresh_interpreter(
+        """
+        import adapters, adapters.dext.cursor, adapters.intacct.ledger
+        import adapters.sage_accounting.ledger, adapters.sqlite_ledger
+        from aiokafka.consumer.fetcher import Fetcher
+        from adapters import kafka_fetch
+        assert Fetcher._proc_fetch_request is kafka_fetch._original_proc_fetch_request
+        """
+    )
+
+
+def test_the_cli_entry_point_installs_the_wait() -> None:
+    _in_a_fresh_interpreter(
+        """
+        import sys
+        from aiokafka.consumer.fetcher import Fetcher
+        from adapters import kafka_fetch
+        import streams.cli, streams.runtime
+        assert Fetcher._proc_fetch_request is kafka_fetch._original_proc_fetch_request
+        sys.argv = ["billstream", "--help"]
+        try:
+            streams.cli.main()
+        except SystemExit:
+            pass
+        assert Fetcher._proc_fetch_request is kafka_fetch._proc_fetch_request
+        """
+    )
+
+
+def test_the_worker_installs_the_wait_before_it_touches_kafka(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams import runtime, topics
+
+    calls: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    async def ensure_topics(*args: Any) -> None:
+        calls.append("ensure_topics")
+        raise Stop
+
+    monkeypatch.setattr(kafka_fetch, "apply", lambda: calls.append("apply"))
+    monkeypatch.setattr(topics, "ensure_topics", ensure_topics)
+    with pytest.raises(Stop):
+        runtime.run_worker(settings, "localhost:1")
+    assert calls == ["apply", "ensure_topics"]
