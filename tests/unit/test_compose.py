@@ -49,6 +49,11 @@ def compose_config(env_file: Path, *profiles: str) -> subprocess.CompletedProces
 def env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("compose") / "billstream.env"
     shutil.copy(REPO_ROOT / ".env.example", path)
+    # As a user fills it in: the example itself leaves the password empty.
+    text = path.read_text().replace(
+        "GRAFANA_ADMIN_PASSWORD=\n", "GRAFANA_ADMIN_PASSWORD=s3cr3t-of-mine\n"
+    )
+    path.write_text(text)
     return path
 
 
@@ -142,6 +147,11 @@ def test_secrets_come_only_from_the_env_file(env_file: Path, resolved: dict[str,
     empty = env_file.parent / "empty.env"
     empty.write_text("")
     done = compose_config(empty)
+    assert done.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in done.stderr
+    # Nor does the example as shipped: it holds no password anyone could leave in place.
+    shipped = env_file.parent / "shipped.env"
+    shutil.copy(REPO_ROOT / ".env.example", shipped)
+    done = compose_config(shipped)
     assert done.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in done.stderr
     tracked = subprocess.run(
         ["git", "ls-files", ".env"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
