@@ -692,7 +692,7 @@ async def test_closing_the_client_answers_callers_in_flight(gateway: Gateway) ->
 async def test_writes_right_after_their_lookups_do_not_look_again(
     ledger: IntacctLedger, gateway: Gateway
 ) -> None:
-    # The pipeline's order (DESIGN §4.3): look, then write. One request per step, not two.
+    # The pipeline looks a bill up before it writes one. One request per step, not two.
     assert await ledger.find_vendor("Pipeline Ltd") is None
     start = len(gateway.requests)
     vendor = await ledger.create_vendor("Pipeline Ltd")
