@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit test-kafka bench clean
+.PHONY: install demo test lint typecheck unit test-kafka bench fuzz clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("billstream needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -40,6 +40,11 @@ test-kafka: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.run
+
+## 10,000 hostile items through push (HTTP), the export folder and validation; a table, one
+## JSON line, exit 1 when a goal is missed (a 500, a crash, a hang, an item lost).
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz.run
 
 clean:
 	rm -rf .billstream .pytest_cache .mypy_cache .ruff_cache

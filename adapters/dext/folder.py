@@ -63,7 +63,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,7 +235,7 @@ def parse_csv(data: bytes, tenant: Tenant) -> ParsedFile:
     header: list[str] | None = None
     columns: list[str | None] = []
     previous_end = 0
-    for cells in reader:
+    for cells in _rows_until_broken(reader, out, line_offset):
         start = previous_end + 1 + line_offset
         previous_end = reader.line_num
         if not any(c.strip() for c in cells):
@@ -260,6 +260,22 @@ def parse_csv(data: bytes, tenant: Tenant) -> ParsedFile:
     if header is None:
         out.problems.append((None, "the file has no header row"))
     return out
+
+
+def _rows_until_broken(reader: Any, out: ParsedFile, line_offset: int) -> Iterator[list[str]]:
+    """The reader's rows; a row the csv module cannot read (a field over its 128 KiB limit, a
+    NUL byte) ends the file with a problem on that line instead of an exception."""
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            out.problems.append(
+                (reader.line_num + line_offset, f"the file cannot be read on: {exc}")
+            )
+            return
+        yield cells
 
 
 def _row(
