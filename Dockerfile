@@ -12,6 +12,7 @@ WORKDIR /app
 COPY pyproject.toml README.md tenants.example.toml ./
 COPY domain ./domain
 COPY adapters ./adapters
+COPY sandboxes ./sandboxes
 COPY streams ./streams
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin billstream \

@@ -373,6 +373,15 @@ class LocalLedger:
         ).fetchall()
         return {r["item_key"]: r["n"] for r in rows}
 
+    def inventory(self) -> dict[str, tuple[int, int]]:
+        """Item key -> (bills carrying it, attachments on those bills)."""
+        rows = self._db.execute(
+            "SELECT b.item_key, COUNT(DISTINCT b.id) AS bills, COUNT(a.id) AS atts "
+            "FROM bills b LEFT JOIN attachments a ON a.bill_id = b.id "
+            "WHERE b.item_key IS NOT NULL GROUP BY b.item_key"
+        ).fetchall()
+        return {r["item_key"]: (int(r["bills"]), int(r["atts"])) for r in rows}
+
     def writes(self, op: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM writes" + (" WHERE op = ?" if op else "") + " ORDER BY seq"
         return [dict(r) for r in self._db.execute(sql, (op,) if op else ()).fetchall()]

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from domain.events import Stage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SAMPLES_DIR = REPO_ROOT / "adapters" / "dext" / "samples"
+SAMPLES_DIR = REPO_ROOT / "sandboxes" / "dext" / "samples"
 
 
 class Settings(BaseSettings):

@@ -26,13 +26,13 @@ import tomli_w
 from aiokafka import AIOKafkaConsumer
 
 from adapters.dext.api import DextApiConfig, poll_once
-from adapters.dext.harness import DextSandboxProcess
-from adapters.dext.samples import sample_items
-from adapters.harness import LedgerHarness, harness_for
 from domain.errors import Reason
 from domain.events import Envelope, Failure, Stage
 from domain.models import item_key
 from domain.tenants import Tenants, load_tenants
+from sandboxes.dext.process import DextSandboxProcess
+from sandboxes.dext.samples import sample_items
+from sandboxes.harness import LedgerHarness, harness_for
 from streams.broker import bootstrap_of
 from streams.config import Settings
 from streams.publish import Publisher, received_event

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from adapters import kafka_fetch
-from adapters.dext.samples import DOCUMENTS_DIR
 from adapters.documents import DocumentFetcher
 from adapters.sqlite_ledger import LocalLedger
 from domain.tenants import Tenants, parse_tenants
+from sandboxes.dext.samples import DOCUMENTS_DIR
 from streams.config import Settings
 from streams.wiring import Ports
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python tools/make_samples.py
 
-Writes adapters/dext/samples/items/*.json and adapters/dext/samples/documents/*.pdf.
+Writes sandboxes/dext/samples/items/*.json and sandboxes/dext/samples/documents/*.pdf.
 The set is realistic on purpose: multi-line invoices, three currencies, VAT/sales tax,
 credit notes, and a handful of bad items that must fail with a clear reason.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fpdf import FPDF
 
-ROOT = Path(__file__).resolve().parent.parent / "adapters" / "dext" / "samples"
+ROOT = Path(__file__).resolve().parent.parent / "sandboxes" / "dext" / "samples"
 CENT = Decimal("0.01")
 TENANT_OF: dict[str, str] = {}
 

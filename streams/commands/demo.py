@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from adapters.harness import HARNESSES
+from sandboxes.harness import HARNESSES
 from streams.cli_base import cli, print_json
 from streams.config import REPO_ROOT
 

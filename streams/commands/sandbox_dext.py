@@ -7,19 +7,17 @@ from pathlib import Path
 
 import click
 
-from adapters.dext.api import DextApiConfig
-from adapters.dext.samples import sample_items
-from adapters.dext.sandbox import (
+from domain.tenants import TenantsFileError, load_tenants
+from sandboxes.dext.samples import sample_items
+from sandboxes.dext.sandbox import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_TOKEN,
     DextSandbox,
     Faults,
-    start_sandbox,
+    serve,
 )
-from domain.tenants import TenantsFileError, load_tenants
-from streams.cli_base import fail, print_json, sandbox
-from streams.commands.ingest_dext import stop_on_signals
+from streams.cli_base import fail, sandbox
 from streams.config import Settings
 
 
@@ -101,27 +99,7 @@ def sandbox_dext(
         url_ttl=url_ttl,
         faults=Faults(latency_ms, rate_limit, rate_window, fail_every),
     )
-    asyncio.run(_serve(box, host, port, len(samples)))
-
-
-async def _serve(box: DextSandbox, host: str, port: int, count: int) -> None:
-    stop = stop_on_signals()
     try:
-        runner, url = await start_sandbox(box, host, port)
+        asyncio.run(serve(box, host, port, items=len(samples)))
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror}")
-        return
-    try:
-        config = DextApiConfig(url=url, client_id=box.client_id, client_secret=box.client_secret)
-        print_json(
-            {
-                "url": url,
-                "credentials": box.credentials(),
-                "env": config.env(),
-                "document_host": host,
-                "items": count,
-            }
-        )
-        await stop.wait()
-    finally:
-        await runner.cleanup()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from streams.cli_base import fail, print_json, sandbox
+from streams.cli_base import fail, sandbox
 
 
 @sandbox.command("intacct")
@@ -117,7 +117,7 @@ def sandbox_intacct(
     """
     import asyncio
 
-    from adapters.intacct.sandbox import SandboxConfig, company_ids, serve
+    from sandboxes.intacct.sandbox import SandboxConfig, company_ids, serve
 
     try:
         config = SandboxConfig(
@@ -143,6 +143,6 @@ def sandbox_intacct(
         fail(str(exc))
         return
     try:
-        asyncio.run(serve(config, print_json))
+        asyncio.run(serve(config))
     except OSError as exc:
         fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}")

@@ -144,7 +144,7 @@ def sandbox_sage_accounting(
     "client_secret", "business_id", "refresh_token"}, "businesses", "admin"}. Runs until
     SIGTERM or Ctrl-C.
     """
-    from adapters.sage_accounting.sandbox import FAIL_MODES, SandboxOptions, serve
+    from sandboxes.sage_accounting.sandbox import FAIL_MODES, SandboxOptions, serve
 
     options = SandboxOptions(
         host=host,

@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from adapters.dext.samples import sample_items
 from domain.tenants import load_tenants
 from domain.validation import validate_item
+from sandboxes.dext.samples import sample_items
 from streams.config import REPO_ROOT, Settings
 from streams.demo import DemoOptions, run_demo
 

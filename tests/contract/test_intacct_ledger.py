@@ -14,13 +14,13 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.intacct.harness import SandboxProcess
 from adapters.intacct.keys import derived_vendor_id, supdoc_id
 from adapters.intacct.ledger import IntacctLedger
 from domain.errors import LedgerError, Reason
 from domain.models import Document
 from domain.normalize import vendor_match_key
 from domain.tenants import LedgerConfig, Tenant
+from sandboxes.intacct.harness import SandboxProcess
 from tests.contract.ledger_contract import PDF, LedgerContract, draft, unique
 
 PREFIX = "CONTRACT_INTACCT"

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sage_accounting.harness import SandboxProcess
 from adapters.sage_accounting.ledger import SageAccountingLedger
 from domain.errors import LedgerError, Reason
 from domain.models import Document
 from domain.tenants import LedgerConfig, Tenant
+from sandboxes.sage_accounting.harness import SandboxProcess
 from tests.contract.ledger_contract import PDF, LedgerContract, draft, unique
 
 PREFIX = "SAGE_CONTRACT"

@@ -13,8 +13,8 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from adapters.dext.samples import sample_items
 from domain.limits import MAX_DEPTH, MAX_ITEM_BYTES
+from sandboxes.dext.samples import sample_items
 
 Item = dict[str, Any]
 

@@ -27,11 +27,11 @@ import httpx
 
 from adapters.dext.folder import ExportFolder, FolderState
 from adapters.dext.push import PushEndpoint, PushState, signed_headers
-from adapters.dext.samples import SAMPLES_DIR
 from adapters.dext.web import start_app
 from adapters.documents import DocumentFetcher
 from domain.tenants import Tenants, load_tenants
 from domain.validation import validate_item
+from sandboxes.dext.samples import SAMPLES_DIR
 from streams.broker import EmbeddedBroker
 from streams.config import REPO_ROOT, Settings
 from streams.demo import Terminal, stop_process

@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapters.dext.samples import SampleItem, sample_items
-from adapters.harness import ItemInventory, LedgerHarness, LocalHarness, harness_for
 from domain.events import Envelope, Stage
 from domain.tenants import load_tenants
+from sandboxes.dext.samples import SampleItem, sample_items
+from sandboxes.harness import ItemInventory, LedgerHarness, LocalHarness, harness_for
 from streams.config import Settings
 from streams.demo import Terminal, stop_process, write_tenants
 from streams.demo import start_worker as start_worker_process

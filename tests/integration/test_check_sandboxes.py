@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import tomli_w
 
-from adapters.intacct.harness import SandboxProcess as IntacctSandbox
-from adapters.sage_accounting.harness import SageAccountingHarness
 from domain.tenants import parse_tenants
+from sandboxes.intacct.harness import SandboxProcess as IntacctSandbox
+from sandboxes.sage_accounting.harness import SageAccountingHarness
 from streams.config import REPO_ROOT, Settings
 from streams.topics import ensure_topics
 

@@ -176,8 +176,8 @@ class CrashAfterPublish(KafkaCursorStore):
 async def test_crash_between_ack_and_cursor_write_repeats_nothing(
     tmp_path: Path, broker: Any
 ) -> None:
-    from adapters.dext.samples import sample_items
-    from adapters.dext.sandbox import DextSandbox, start_sandbox
+    from sandboxes.dext.samples import sample_items
+    from sandboxes.dext.sandbox import DextSandbox, start_sandbox
 
     settings = Settings(kafka_url=broker.url, data_dir=tmp_path / "data")
     await ensure_topics(settings, broker.url)

@@ -22,12 +22,12 @@ from adapters.dext.api import DextApiConfig, poll_once
 from adapters.dext.cursor import KafkaCursorStore
 from adapters.dext.folder import ExportFolder, FolderState
 from adapters.dext.push import PushEndpoint, PushState, secret_env, secrets_from_env, signed_headers
-from adapters.dext.samples import SampleItem, sample_items
-from adapters.dext.sandbox import DextSandbox, start_sandbox
 from adapters.dext.web import start_app
 from adapters.documents import DocumentFetcher
 from domain.events import Envelope, Stage
 from domain.tenants import Tenants
+from sandboxes.dext.samples import SampleItem, sample_items
+from sandboxes.dext.sandbox import DextSandbox, start_sandbox
 from streams.config import Settings
 from streams.publish import Publisher
 from streams.topics import ensure_topics

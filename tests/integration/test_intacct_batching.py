@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.intacct.harness import SandboxProcess
 from adapters.intacct.ledger import IntacctLedger
 from domain.tenants import LedgerConfig, Tenant
+from sandboxes.intacct.harness import SandboxProcess
 from tests.contract.ledger_contract import draft
 
 BILLS = 50

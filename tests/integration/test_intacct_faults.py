@@ -17,10 +17,10 @@ from typing import TypeVar
 import pytest
 
 from adapters.intacct.client import IntacctClient, IntacctCredentials, RequestRetries
-from adapters.intacct.harness import SandboxProcess
 from adapters.intacct.ledger import IntacctLedger
 from domain.errors import LedgerError, Reason
 from domain.models import Attachment, Document, DraftBill, LedgerBill, Vendor
+from sandboxes.intacct.harness import SandboxProcess
 from tests.contract.ledger_contract import PDF, draft
 
 T = TypeVar("T")

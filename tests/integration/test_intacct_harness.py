@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from adapters.harness import ItemInventory, harness_for
-from adapters.intacct.harness import IntacctHarness
 from adapters.intacct.ledger import IntacctLedger
 from domain.models import Document
 from domain.tenants import parse_tenants
+from sandboxes.harness import ItemInventory, harness_for
+from sandboxes.intacct.harness import IntacctHarness
 from tests.contract.ledger_contract import PDF, draft
 
 TENANTS = """

@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.intacct.harness import REPO_ROOT, SandboxProcess
 from adapters.intacct.xml import Response, Result, parse_response
+from sandboxes.intacct.harness import REPO_ROOT, SandboxProcess
 
 SENDER = "<senderid>billstream-sandbox</senderid><password>sandbox-sender-secret</password>"
 LOGIN = (

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import tomli_w
 
-from adapters.intacct.harness import IntacctHarness
 from domain.events import Stage, Work
 from domain.tenants import load_tenants
+from sandboxes.intacct.harness import IntacctHarness
 from streams.audit import timeline
 from streams.config import REPO_ROOT, Settings
 from streams.reconcile import attached_items

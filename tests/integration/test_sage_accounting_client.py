@@ -13,12 +13,12 @@ from typing import TypeVar
 import pytest
 
 from adapters.sage_accounting.budget import Budget
-from adapters.sage_accounting.harness import SandboxProcess
 from adapters.sage_accounting.ledger import SageAccountingLedger
 from adapters.sage_accounting.schema import SchemaViolation
 from domain.errors import LedgerError, Reason
 from domain.models import Document, LedgerBill
 from domain.tenants import LedgerConfig, Tenant
+from sandboxes.sage_accounting.harness import SandboxProcess
 from tests.contract.ledger_contract import PDF, draft
 
 P = "SAGE_IT"

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from adapters.sage_accounting.harness import SandboxProcess
+from sandboxes.sage_accounting.harness import SandboxProcess
 
 REPO = Path(__file__).resolve().parents[2]
 

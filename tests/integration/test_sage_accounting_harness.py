@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.harness import ItemInventory, LedgerHarness, harness_for
-from adapters.sage_accounting.harness import SageAccountingHarness
 from adapters.sage_accounting.ledger import SageAccountingLedger
 from domain.models import BillLine, Document, DraftBill
 from domain.normalize import vendor_match_key
 from domain.tenants import Tenant, parse_tenants
+from sandboxes.harness import ItemInventory, LedgerHarness, harness_for
+from sandboxes.sage_accounting.harness import SageAccountingHarness
 from tests.contract.ledger_contract import PDF
 
 TENANTS = """
@@ -133,7 +133,7 @@ async def test_harness_end_to_end(tmp_path: Path) -> None:
 
 _PARENT = """
 import sys
-from adapters.sage_accounting.harness import SandboxProcess
+from sandboxes.sage_accounting.harness import SandboxProcess
 sb = SandboxProcess()
 sb.start()
 print(sb.process.pid, flush=True)

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from adapters.sage_accounting import wire
-from adapters.sage_accounting.harness import SandboxProcess
 from adapters.sage_accounting.schema import check_request, check_response
+from sandboxes.sage_accounting.harness import SandboxProcess
 
 TAX = [
     {"id": "GB_STANDARD", "name": "S20", "percentage": "20"},

@@ -13,7 +13,7 @@ from domain.tenants import Tenant, Tenants, load_tenants
 
 REPO = Path(__file__).resolve().parents[2]
 TENANTS_FILE = REPO / "tenants.example.toml"
-SAMPLES = REPO / "adapters" / "dext" / "samples" / "items"
+SAMPLES = REPO / "sandboxes" / "dext" / "samples" / "items"
 TODAY = dt.date(2026, 11, 27)  # the day the sample set is built around
 
 # A two-line UK invoice that validates cleanly for acme-uk; tests change what they need.

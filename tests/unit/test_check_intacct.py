@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.intacct import sandbox as engine
 from adapters.intacct.client import IntacctClient, IntacctCredentials
 from adapters.intacct.ledger import IntacctLedger
 from adapters.intacct.xml import parse_request
+from sandboxes.intacct import sandbox as engine
 from streams.check import AccountCatalog
 
 BASE = "http://intacct.test"

@@ -14,11 +14,11 @@ from prometheus_client import REGISTRY
 
 from adapters import observability
 from adapters.intacct.keys import read_controlid
-from adapters.intacct.sandbox import IntacctSandbox, SandboxConfig
 from adapters.intacct.xml import Function, element
 from adapters.sage_accounting.budget import Budget
 from adapters.sage_accounting.client import SageAccountingClient
 from adapters.sage_accounting.oauth import Endpoints
+from sandboxes.intacct.sandbox import IntacctSandbox, SandboxConfig
 from tests.unit.intacct.test_client import CREDS, Gateway, Step, make_client, throttled
 
 

@@ -19,9 +19,9 @@ from adapters.dext.api import (
     poll_once,
     poll_pass,
 )
-from adapters.dext.samples import sample_items
-from adapters.dext.sandbox import DextSandbox, Faults, start_sandbox
 from domain.models import DocumentRef
+from sandboxes.dext.samples import sample_items
+from sandboxes.dext.sandbox import DextSandbox, Faults, start_sandbox
 from tests.unit.dext.support import MemoryCursorStore, RecordingSink, make_tenants
 
 TENANTS = make_tenants()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from adapters.dext.folder import ExportFolder, FolderState
-from adapters.dext.samples import sample_items
+from sandboxes.dext.samples import sample_items
 from tests.unit.dext.support import RecordingSink, make_tenants
 
 PDF = b"%PDF-1.4\n%%EOF\n"

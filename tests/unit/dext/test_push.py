@@ -20,9 +20,9 @@ from adapters.dext.push import (
     sign,
     signed_headers,
 )
-from adapters.dext.samples import sample_items
 from adapters.dext.web import start_app
 from adapters.documents import DocumentFetcher
+from sandboxes.dext.samples import sample_items
 from tests.unit.dext.support import RecordingSink, make_tenants
 
 SECRET = "s3cret-for-acme-uk-pushes"

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from adapters.dext.samples import sample_items
-from adapters.dext.sandbox import DextSandbox, Faults, decode_cursor, encode_cursor, start_sandbox
+from sandboxes.dext.samples import sample_items
+from sandboxes.dext.sandbox import DextSandbox, Faults, decode_cursor, encode_cursor, start_sandbox
 
 
 @pytest.fixture

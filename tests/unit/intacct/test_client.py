@@ -20,11 +20,11 @@ import pytest
 from adapters.intacct.client import IntacctClient, IntacctCredentials, RequestRetries
 from adapters.intacct.keys import read_controlid
 from adapters.intacct.ledger import IntacctLedger
-from adapters.intacct.sandbox import IntacctSandbox, SandboxConfig
 from adapters.intacct.xml import Function, ParsedRequest, element, parse_request
 from domain.errors import LedgerError, Reason
 from domain.models import Document
 from domain.tenants import LedgerConfig, Tenant
+from sandboxes.intacct.sandbox import IntacctSandbox, SandboxConfig
 from tests.contract.ledger_contract import PDF, draft
 
 BASE = "http://intacct.test"

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from adapters.sage_accounting.oauth import Endpoints, SageOAuth, TokenSet, TokenStore
-from adapters.sage_accounting.sandbox import SageSandbox, SandboxOptions, running
 from domain.errors import LedgerError, Reason
+from sandboxes.sage_accounting.sandbox import SageSandbox, SandboxOptions, running
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -2,7 +2,7 @@
 
 ``SandboxProcess`` starts ``billstream sandbox sage-accounting --port 0`` in its own process,
 reads its ready line and talks to its admin endpoints. ``SageAccountingHarness`` implements
-``adapters.harness.LedgerHarness`` on it: one sandbox business per tenant, whose chart
+``sandboxes.harness.LedgerHarness`` on it: one sandbox business per tenant, whose chart
 of accounts and tax rates come from the tenant's GL mapping and tax codes, and one ready
 refresh token per tenant (refresh tokens rotate, so tenants cannot share one).
 """
@@ -18,12 +18,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.harness import ItemInventory
-from adapters.processes import SandboxProcess as BaseSandboxProcess
 from adapters.sage_accounting.oauth import TokenSet, token_store_for
-from adapters.sage_accounting.sandbox import DEFAULT_CHART
 from adapters.sage_accounting.wire import idempotency_id
 from domain.tenants import LedgerConfig, Tenant, Tenants
+from sandboxes.harness import ItemInventory
+from sandboxes.process import SandboxProcess as BaseSandboxProcess
+from sandboxes.sage_accounting.state import DEFAULT_CHART
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXTRA_ARGS_ENV = "BILLSTREAM_SAGE_SANDBOX_ARGS"
@@ -204,7 +204,6 @@ class SageAccountingHarness:
         self._running().open_period(self._business(tenant), period)
 
     def inventory(self, tenant: Tenant) -> dict[str, ItemInventory]:
-
         items = self._running().inventory(self._business(tenant))["items"]
         return {k: ItemInventory(v["bills"], v["attachments"]) for k, v in items.items()}
 

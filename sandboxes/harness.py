@@ -1,8 +1,9 @@
 """How the demo and the end-to-end tests drive a ledger they do not own the process of.
 
 A harness starts the ledger (for Intacct and Sage Accounting: their sandbox in its own
-process), says how tenants reach it (ledger config + environment for the worker), and can
-inspect it afterwards: which item keys have how many bills and attachments.
+process, for the local ledger: nothing but a folder), says how tenants reach it (ledger
+config + environment for the worker), and can inspect it afterwards: which item keys have
+how many bills and attachments. ``harness_for(kind)`` picks one by ledger kind.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from adapters.sqlite_ledger import LocalLedger
 from domain.tenants import LedgerConfig, Tenant, Tenants
 
 
@@ -64,9 +66,7 @@ class LocalHarness:
     def start(self, workdir: Path, tenants: Tenants) -> None:
         self.workdir = workdir
 
-    def _ledger(self, tenant: Tenant) -> Any:
-        from adapters.sqlite_ledger import LocalLedger
-
+    def _ledger(self, tenant: Tenant) -> LocalLedger:
         assert self.workdir is not None, "start() first"
         return LocalLedger(self.workdir / "ledgers" / f"{tenant.ledger.company}.sqlite")
 
@@ -83,13 +83,8 @@ class LocalHarness:
         self._ledger(tenant).open_period(period)
 
     def inventory(self, tenant: Tenant) -> dict[str, ItemInventory]:
-        ledger = self._ledger(tenant)
-        rows = ledger._db.execute(
-            "SELECT b.item_key, COUNT(DISTINCT b.id) AS bills, COUNT(a.id) AS atts "
-            "FROM bills b LEFT JOIN attachments a ON a.bill_id = b.id "
-            "WHERE b.item_key IS NOT NULL GROUP BY b.item_key"
-        ).fetchall()
-        return {r["item_key"]: ItemInventory(r["bills"], r["atts"]) for r in rows}
+        held = self._ledger(tenant).inventory()
+        return {key: ItemInventory(bills, atts) for key, (bills, atts) in held.items()}
 
     def extra_summary(self) -> dict[str, Any]:
         return {}
@@ -99,9 +94,9 @@ class LocalHarness:
 
 
 HARNESSES: dict[str, str] = {
-    "local": "adapters.harness:LocalHarness",
-    "intacct": "adapters.intacct.harness:IntacctHarness",
-    "sage-accounting": "adapters.sage_accounting.harness:SageAccountingHarness",
+    "local": "sandboxes.harness:LocalHarness",
+    "intacct": "sandboxes.intacct.harness:IntacctHarness",
+    "sage-accounting": "sandboxes.sage_accounting.harness:SageAccountingHarness",
 }
 
 

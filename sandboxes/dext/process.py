@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.processes import SandboxProcess
+from sandboxes.process import SandboxProcess
 
 
 class DextSandboxProcess(SandboxProcess):

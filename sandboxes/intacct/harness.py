@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.harness import ItemInventory
-from adapters.processes import SandboxError
-from adapters.processes import SandboxProcess as BaseSandboxProcess
 from domain.tenants import LedgerConfig, Tenant, Tenants
+from sandboxes.harness import ItemInventory
+from sandboxes.process import SandboxError
+from sandboxes.process import SandboxProcess as BaseSandboxProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_PREFIX = "BILLSTREAM_INTACCT"
@@ -105,7 +105,7 @@ class SandboxProcess(BaseSandboxProcess):
 
 
 class IntacctHarness:
-    """``adapters.harness.LedgerHarness`` for Intacct: the sandbox in its own process."""
+    """``sandboxes.harness.LedgerHarness`` for Intacct: the sandbox in its own process."""
 
     kind = "intacct"
 
@@ -163,8 +163,6 @@ class IntacctHarness:
         self._running().set_period(tenant.ledger.company, period, "open")
 
     def inventory(self, tenant: Tenant) -> dict[str, ItemInventory]:
-        # The demo's own type; imported here so the adapter does not need streams to load.
-
         items = self._running().inventory(tenant.ledger.company)
         return {key: ItemInventory(v["bills"], v["attachments"]) for key, v in items.items()}
 

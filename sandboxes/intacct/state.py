@@ -1,0 +1,289 @@
+"""What the Intacct sandbox holds: its configuration, companies, sessions and counters.
+
+A ``Company`` keeps vendors, AP bills and adjustments, attachments (supdocs) and their
+folders, closed periods and the control ids already carried out. ``OBJECT_FIELDS`` names
+the fields each object answers queries with, as Intacct's object definitions do.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import Element
+
+from adapters.intacct.xml import element_value, format_date
+from sandboxes.intacct.errors import E_QUERY, refuse
+
+DEFAULT_PORT = 8910
+
+DEFAULT_SENDER_ID = "billstream-sandbox"
+
+DEFAULT_SENDER_PASSWORD = "sandbox-sender-secret"
+
+DEFAULT_COMPANY = "BILLSTREAM-DEMO"
+
+DEFAULT_USER_ID = "xml_gateway"
+
+DEFAULT_USER_PASSWORD = "sandbox-user-secret"
+
+
+FAULT_MODES = ("rate_limit", "unavailable", "after_write", "drop_after_write", "hang_after_write")
+
+DEFAULT_FAULT_MODES = ("rate_limit", "unavailable", "after_write", "drop_after_write")
+
+
+OBJECT_FIELDS: dict[str, tuple[str, ...]] = {
+    "VENDOR": (
+        "RECORDNO",
+        "VENDORID",
+        "NAME",
+        "TAXID",
+        "STATUS",
+        "PRINTAS",
+        "EMAIL1",
+        "TERMNAME",
+        "CURRENCY",
+        "VENDTYPE",
+        "ONHOLD",
+        "WHENCREATED",
+        "WHENMODIFIED",
+    ),
+    "APBILL": (
+        "RECORDNO",
+        "RECORDID",
+        "VENDORID",
+        "VENDORNAME",
+        "DOCNUMBER",
+        "DESCRIPTION",
+        "WHENCREATED",
+        "WHENPOSTED",
+        "WHENDUE",
+        "TERMNAME",
+        "CURRENCY",
+        "BASECURR",
+        "STATE",
+        "TRX_TOTALENTERED",
+        "TOTALENTERED",
+        "TRX_TOTALDUE",
+        "SUPDOCID",
+        "WHENMODIFIED",
+        "RECORDTYPE",
+    ),
+    "REPORTINGPERIOD": (
+        "RECORDNO",
+        "NAME",
+        "HEADER1",
+        "START_DATE",
+        "END_DATE",
+        "STATUS",
+        "CLOSED",
+    ),
+}
+
+OBJECT_FIELDS["APADJUSTMENT"] = OBJECT_FIELDS["APBILL"]
+
+DOCUMENTS = {"APBILL": "APBILLITEMS", "APADJUSTMENT": "APADJUSTMENTITEMS"}
+
+DATE_FIELDS = frozenset({"WHENCREATED", "WHENPOSTED", "WHENDUE", "START_DATE", "END_DATE"})
+
+NUMBER_FIELDS = frozenset({"RECORDNO", "TRX_TOTALENTERED", "TOTALENTERED", "TRX_TOTALDUE"})
+
+VENDOR_ID_MAX = 20
+
+SUPDOC_ID_MAX = 20
+
+PERIOD_YEARS = range(2000, 2100)
+
+
+def period_of(day: dt.date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def month_end(year: int, month: int) -> dt.date:
+    nxt = dt.date(year + month // 12, month % 12 + 1, 1)
+    return nxt - dt.timedelta(days=1)
+
+
+def now_text() -> str:
+    return dt.datetime.now().strftime("%m/%d/%Y %H:%M:%S")
+
+
+def money(value: Decimal) -> str:
+    return format(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP), "f")
+
+
+def text_of(el: Element | None, path: str) -> str:
+    if el is None:
+        return ""
+    found = el.find(path)
+    return "" if found is None or found.text is None else found.text.strip()
+
+
+def find_ci(el: Element, name: str) -> Element | None:
+    """Element names are upper case in generic functions; accept any case, as Intacct does."""
+    for child in el:
+        if child.tag.upper() == name.upper():
+            return child
+    return None
+
+
+def flat_fields(el: Element) -> dict[str, Any]:
+    """Children by upper-case name: text for leaves, nested values otherwise."""
+    out: dict[str, Any] = {}
+    for child in el:
+        out[child.tag.upper()] = element_value(child)
+    return out
+
+
+@dataclass
+class Company:
+    id: str
+    vendors: dict[int, dict[str, str]] = field(default_factory=dict)
+    # APBILL and APADJUSTMENT records: field -> text, plus "_object" and "_lines".
+    documents: dict[int, dict[str, Any]] = field(default_factory=dict)
+    supdocs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    folders: dict[str, dict[str, str]] = field(default_factory=dict)
+    closed: set[str] = field(default_factory=set)
+    executed: set[str] = field(default_factory=set)
+    accounts: set[str] | None = None  # a chart of accounts to check ACCOUNTNO against
+    vendor_sequence: bool = False  # VENDORID auto-numbering (document sequencing)
+
+    def snapshot(self) -> tuple[Any, ...]:
+        # Records are replaced, never changed in place, so shallow copies are a full snapshot.
+        return (
+            dict(self.vendors),
+            dict(self.documents),
+            dict(self.supdocs),
+            dict(self.folders),
+            set(self.closed),
+            set(self.executed),
+        )
+
+    def restore(self, snap: tuple[Any, ...]) -> None:
+        (
+            self.vendors,
+            self.documents,
+            self.supdocs,
+            self.folders,
+            self.closed,
+            self.executed,
+        ) = snap
+
+    def period_closed(self, day: dt.date) -> bool:
+        return period_of(day) in self.closed
+
+    def rows(self, obj: str) -> list[dict[str, Any]]:
+        if obj == "VENDOR":
+            return list(self.vendors.values())
+        if obj in DOCUMENTS:
+            return [r for r in self.documents.values() if r["_object"] == obj]
+        if obj == "REPORTINGPERIOD":
+            return self._periods()
+        raise refuse(E_QUERY, f"Object definition {obj} not found")
+
+    def _periods(self) -> list[dict[str, Any]]:
+        rows = []
+        for year in PERIOD_YEARS:
+            for month in range(1, 13):
+                start = dt.date(year, month, 1)
+                rows.append(
+                    {
+                        "RECORDNO": str((year - PERIOD_YEARS.start) * 12 + month),
+                        "NAME": start.strftime("Month Ended %B %Y"),
+                        "HEADER1": start.strftime("%B %Y"),
+                        "START_DATE": format_date(start),
+                        "END_DATE": format_date(month_end(year, month)),
+                        "STATUS": "active",
+                        "CLOSED": "true" if period_of(start) in self.closed else "false",
+                    }
+                )
+        return rows
+
+
+@dataclass
+class Session:
+    company: str
+    user_id: str
+    location_id: str
+    expires: dt.datetime
+
+
+@dataclass
+class SandboxConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    latency_ms: float = 0.0
+    fail_rate: float = 0.0
+    fail_modes: tuple[str, ...] = DEFAULT_FAULT_MODES
+    hang_seconds: float = 30.0
+    closed_periods: tuple[str, ...] = ()
+    concurrency: int = 2
+    sender_id: str = DEFAULT_SENDER_ID
+    sender_password: str = dataclasses.field(default=DEFAULT_SENDER_PASSWORD, repr=False)
+    companies: tuple[str, ...] = (DEFAULT_COMPANY,)
+    user_id: str = DEFAULT_USER_ID
+    user_password: str = dataclasses.field(default=DEFAULT_USER_PASSWORD, repr=False)
+    session_timeout: float = 3600.0
+    vendor_sequence: bool = False
+    state_dir: Path | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fail_rate <= 1.0:
+            raise ValueError("fail rate must be between 0 and 1")
+        unknown = set(self.fail_modes) - set(FAULT_MODES)
+        if unknown:
+            raise ValueError(f"unknown fail modes: {', '.join(sorted(unknown))}")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        for period in self.closed_periods:
+            check_period(period)
+        if not self.companies:
+            raise ValueError("at least one company is needed")
+
+
+def check_period(period: str) -> str:
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}", period):
+            raise ValueError
+        dt.date.fromisoformat(f"{period}-01")
+    except ValueError:
+        raise ValueError(f"a period is YYYY-MM with a month 01-12, not {period!r}") from None
+    return period
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    by_path: collections.Counter[str] = field(default_factory=collections.Counter)
+    by_company: collections.Counter[str] = field(default_factory=collections.Counter)
+    functions: collections.Counter[str] = field(default_factory=collections.Counter)
+    rate_limited: int = 0
+    faults: collections.Counter[str] = field(default_factory=collections.Counter)
+    sessions: int = 0
+    bills_created: int = 0
+    supdocs_created: int = 0
+    vendors_created: int = 0
+    max_in_flight: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "by_path": dict(self.by_path),
+            "by_company": dict(self.by_company),
+            "functions": dict(self.functions),
+            "function_total": sum(self.functions.values()),
+            "rate_limited": self.rate_limited,
+            "faults": dict(self.faults),
+            "sessions": self.sessions,
+            "bills_created": self.bills_created,
+            "supdocs_created": self.supdocs_created,
+            "vendors_created": self.vendors_created,
+            "max_in_flight": self.max_in_flight,
+        }
