@@ -9,11 +9,12 @@ Only what a tenant allows is read:
   public one: a listed name that resolves to a private, loopback or link-local address (DNS
   rebinding, a poisoned record, a cloud metadata endpoint) is refused, and the connection is
   made to the vetted address itself so the answer cannot change between check and use;
-- ``http:`` only to a loopback address that the tenant lists *literally* (``127.0.0.1``,
-  ``::1``, ``localhost``, with or without a port): the local sandboxes. Listing a loopback
-  address is the only way to lift the private-address ban, it lifts it for that tenant and
-  that host only, and it never extends to other private or link-local ranges (listing
-  ``169.254.169.254`` or ``10.0.0.5`` grants nothing).
+- ``http:`` only to a loopback address that the tenant lists *literally, with its port*
+  (``127.0.0.1:8091``, ``[::1]:8091``, ``localhost:8091``): the local sandboxes. Listing a
+  loopback address and port is the only way to lift the private-address ban, it lifts it for
+  that tenant, host and port only, and it never extends to other private or link-local ranges
+  (listing ``169.254.169.254`` or ``10.0.0.5`` grants nothing). A loopback entry without a
+  port grants nothing: the tenants file refuses it.
 
 Redirects are followed by hand, each hop checked by the same rules. The size is capped before
 and while reading, the whole download has a deadline, and the bytes must really be a PDF,
@@ -59,6 +60,9 @@ _MAGIC: list[tuple[bytes, str]] = [
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+Links = Callable[[DocumentRef, Tenant], Awaitable[DocumentRef]]
+# Schemes of references a source keeps in the log instead of a signed link.
+REFERENCE_SCHEMES = frozenset({"dext"})
 
 
 class _RedactQueries(logging.Filter):
@@ -140,14 +144,20 @@ class HostRule:
         return cls(text, None)
 
     @property
-    def loopback_grant(self) -> bool:
-        """Listed literally as loopback: the only way to allow http and a non-public address."""
+    def loopback(self) -> bool:
         if self.host == "localhost":
             return True
         try:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    @property
+    def loopback_grant(self) -> bool:
+        """Listed literally as loopback *with its port*: the only way to allow http and a
+        non-public address. Without the port anyone who can push an item could make the
+        worker fetch from every local service (and read which ports answer)."""
+        return self.loopback and self.port is not None
 
     def matches(self, host: str, port: int) -> bool:
         if self.port is not None and self.port != port:
@@ -201,6 +211,7 @@ class DocumentFetcher:
         attempts: int = 3,
         resolver: Resolver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        links: Links | None = None,
     ) -> None:
         self.allowed_dirs = [d.resolve() for d in allowed_dirs]
         self.max_bytes = max_bytes
@@ -210,6 +221,8 @@ class DocumentFetcher:
         self._resolve = resolver or system_resolver
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        # Turns a reference the log keeps (``dext://…``) into a download link when needed.
+        self._links = links
 
     def _http(self) -> httpx.AsyncClient:
         # One client for the fetcher's life: building one per download costs an SSL context
@@ -227,9 +240,23 @@ class DocumentFetcher:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        close = getattr(self._links, "aclose", None)
+        if close is not None:
+            await close()
 
     async def fetch(self, ref: DocumentRef, tenant: Tenant) -> Document:
         scheme = urlparse(ref.url).scheme.lower()
+        if scheme in REFERENCE_SCHEMES:
+            if self._links is None:
+                raise _unavailable(
+                    ref,
+                    f"it is a {scheme}: reference and this worker cannot resolve it (set "
+                    "BILLSTREAM_DEXT_API_URL and its credentials for the worker)",
+                )
+            ref = await self._links(ref, tenant)
+            scheme = urlparse(ref.url).scheme.lower()
+            if scheme not in ("http", "https"):
+                raise _unavailable(ref, "the source gave a link that is not http(s)")
         if scheme == "file":
             content = await asyncio.to_thread(self._read_file, ref, tenant)
         elif scheme in ("http", "https"):
@@ -252,6 +279,8 @@ class DocumentFetcher:
     def check(self, ref: DocumentRef, tenant: Tenant) -> str | None:
         """Why this URL would be refused without going to the network, or None if it may be
         tried (DNS and the answer are checked at fetch time)."""
+        if urlparse(ref.url).scheme.lower() in REFERENCE_SCHEMES:
+            return None  # resolved, and its link checked, when the document is fetched
         try:
             self._vet(httpx.URL(ref.url), tenant, ref)
         except StageError as exc:

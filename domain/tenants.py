@@ -10,6 +10,7 @@ The file is checked completely on load and every mistake is reported at once as
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import tomllib
 from decimal import Decimal, InvalidOperation
@@ -182,6 +183,19 @@ class Tenant(_Strict):
     document_hosts: list[str] = Field(default_factory=list)
     document_dirs: list[str] = Field(default_factory=list)  # folders file: documents may come from
     notify: NotifyConfig | None = None  # digests of parked items by Slack and e-mail
+
+    @field_validator("document_hosts")
+    @classmethod
+    def _loopback_names_its_port(cls, hosts: list[str]) -> list[str]:
+        for entry in hosts:
+            if _loopback_without_port(entry):
+                raise ValueError(
+                    f"document_hosts entry {entry!r} is a loopback address without a port: name "
+                    f"the port of the one local service documents come from (e.g. "
+                    f"'{entry.strip('[]')}:8091'); a bare loopback entry would let anyone who can "
+                    "push an item make the worker fetch from every local port"
+                )
+        return hosts
 
     @model_validator(mode="before")
     @classmethod
@@ -492,3 +506,22 @@ def load_tenants(path: Path) -> Tenants:
     except UnicodeDecodeError as exc:
         raise TenantsFileError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     return parse_tenants(text, str(path))
+
+
+def _loopback_without_port(entry: str) -> bool:
+    text = entry.strip().lower().rstrip(".")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    if port:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

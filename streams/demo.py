@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomli_w
 from aiokafka import AIOKafkaConsumer
@@ -211,6 +212,15 @@ def worker_env(
     }
     for name in _WORKER_SETTINGS:
         env[f"BILLSTREAM_{name.upper()}"] = str(getattr(settings, name))
+    return env
+
+
+def _ledger_and_dext_env(harness: LedgerHarness, dext: DextSandboxProcess | None) -> dict[str, str]:
+    """The ledger's credentials, and the Dext API's when the items come through it: the
+    attach stage asks Dext for a fresh document link (the log keeps only a reference)."""
+    env = harness.env()
+    if dext is not None:
+        env |= DextApiConfig.from_sandbox(dext.ready).env()
     return env
 
 
@@ -439,18 +449,29 @@ def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
     harness.start(data_dir, tenants)
     try:
         via_http = opts.source == "dext-api"
-        write_tenants(settings.tenants_file, tenants, harness, ["127.0.0.1"] if via_http else [])
+        write_tenants(settings.tenants_file, tenants, harness, [])
         if via_http:
             dext = DextSandboxProcess(
                 ["--items", str(opts.items), "--tenants", str(settings.tenants_file)],
                 log_path=data_dir / "dext-sandbox.log",
             ).start()
+            # The worker may fetch documents from the Dext sandbox's own port, nothing else.
+            dext_host = f"127.0.0.1:{urlsplit(dext.url).port}"
+            write_tenants(settings.tenants_file, tenants, harness, [dext_host])
         if opts.scenario == "period-reopen":
             for tenant in tenants.all():
                 harness.close_period(tenant, REOPEN_PERIOD)
         with kafka_for(settings) as kafka_url:
             return asyncio.run(
-                _run(opts, settings, kafka_url, harness, tenants, harness.env(), dext)
+                _run(
+                    opts,
+                    settings,
+                    kafka_url,
+                    harness,
+                    tenants,
+                    _ledger_and_dext_env(harness, dext),
+                    dext,
+                )
             )
     finally:
         if dext is not None:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from adapters.dext.api import ENV_URL, DextApiConfig, DextDocumentLinks
 from adapters.documents import DocumentFetcher
 from domain.ports import DocumentSource, Ledger
 from domain.tenants import Tenant, Tenants, load_tenants
@@ -35,6 +36,15 @@ def build_ledger(
     raise ValueError(f"tenant {tenant.id}: unknown ledger kind {kind!r}")
 
 
+def dext_links(tenants: Tenants, env: Mapping[str, str] | None = None) -> DextDocumentLinks | None:
+    """What resolves ``dext://`` document references, when the Dext API is configured."""
+    env = os.environ if env is None else env
+    if not env.get(ENV_URL, "").strip():
+        return None
+    accounts = [t.dext_account for t in tenants.all() if t.dext_account]
+    return DextDocumentLinks(DextApiConfig.from_env(env, accounts))
+
+
 @dataclass
 class Ports:
     """Everything the stage functions reach the outside world through, per tenant."""
@@ -48,10 +58,13 @@ class Ports:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ports:
+        tenants = load_tenants(settings.tenants_file)
         return cls(
             settings=settings,
-            tenants=load_tenants(settings.tenants_file),
-            documents=DocumentFetcher(allowed_dirs=list(settings.document_dirs)),
+            tenants=tenants,
+            documents=DocumentFetcher(
+                allowed_dirs=list(settings.document_dirs), links=dext_links(tenants)
+            ),
         )
 
     def today(self) -> dt.date:

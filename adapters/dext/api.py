@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from tenacity import (
@@ -49,8 +50,10 @@ from tenacity import (
 
 from adapters.dext.cursor import CursorState, CursorStore, Pending
 from adapters.dext.items import ReceivedSink, SourceItem, canonical_item, env_suffix
+from adapters.dext.links import document_reference, parse_reference, unavailable
 from adapters.http import backoff, delay_seconds, retry_after
-from domain.dext import check_item
+from domain.dext import check_item, document_ref, item_id
+from domain.models import DocumentRef
 from domain.tenants import Tenant
 
 log = logging.getLogger("billstream.dext.api")
@@ -356,6 +359,27 @@ class DextApiClient:
             raise DextApiError("contract", f"the item listing is not as expected: {exc}") from None
         return Page(items, None if next_cursor is None else str(next_cursor), has_more)
 
+    async def get_item(self, item_id: str) -> dict[str, Any]:
+        """One item as Dext shows it now (its document link signed afresh)."""
+        path = f"/v1/accounts/{self.account}/items/{quote(item_id, safe='')}"
+        response = await self._send("GET", path)
+        if response.status_code in (401, 403):
+            raise DextApiError(
+                "auth",
+                f"Dext refused access to account {self.account!r} (HTTP {response.status_code})",
+            )
+        if response.status_code == 404:
+            raise DextApiError("gone", f"Dext no longer has item {item_id!r}")
+        if response.status_code != 200:
+            raise DextApiError("contract", f"reading an item answered HTTP {response.status_code}")
+        try:
+            item = json.loads(response.content, parse_float=str, parse_int=str)
+        except ValueError as exc:
+            raise DextApiError("contract", f"the item is not JSON: {exc}") from None
+        if not isinstance(item, dict):
+            raise DextApiError("contract", "the item is not a JSON object")
+        return item
+
 
 @dataclass
 class PollResult:
@@ -395,6 +419,10 @@ class AccountPoller:
         by_key: dict[str, SourceItem] = {}
         for n, raw in enumerate(page.items):
             item, ref = canonical_item(raw)
+            if ref is not None and item_id(item) is not None:
+                # The signed link stays out of the log: events carry where the document is,
+                # and the attach stage asks Dext for a fresh link (adapters.dext.links).
+                ref = document_reference(self.account, str(item_id(item)), ref)
             refused = check_item(item)
             if refused:
                 # Without a usable id, or too big for any stage to carry, an item cannot
@@ -597,3 +625,41 @@ async def poll_forever(
     finally:
         for c in clients:
             await c.aclose()
+
+
+class DextDocumentLinks:
+    """Turns a ``dext:`` reference into today's signed link, through the Dext API."""
+
+    def __init__(
+        self, config: DextApiConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self._config = config
+        self._transport = transport
+        self._clients: dict[str, DextApiClient] = {}
+        self.requests = 0
+
+    async def __call__(self, ref: DocumentRef, tenant: Tenant) -> DocumentRef:
+        parsed = parse_reference(ref.url)
+        if parsed is None:
+            raise unavailable(ref, "its Dext reference is not valid")
+        account, item_id, _ = parsed
+        if account != tenant.dext_account:
+            raise unavailable(ref, f"it belongs to Dext account {account!r}, not this tenant's")
+        client = self._clients.get(account)
+        try:
+            if client is None:
+                client = DextApiClient(self._config, account, transport=self._transport)
+                self._clients[account] = client
+            self.requests += 1
+            item = await client.get_item(item_id)
+        except DextApiError as exc:
+            raise unavailable(ref, f"Dext did not give a fresh link ({exc})") from None
+        fresh = document_ref(item)
+        if fresh is None:
+            raise unavailable(ref, "Dext no longer offers a document for the item")
+        return fresh.model_copy(update={"filename": ref.filename, "content_type": ref.content_type})
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()

@@ -78,7 +78,8 @@ def sandbox_dext(
 
     When ready it prints one JSON line: "url", "credentials" (client_id, client_secret,
     token, accounts) and "env", the variables `billstream ingest dext-api` needs. Tenants
-    must list "127.0.0.1" in document_hosts for the attach stage to fetch its documents.
+    must list "127.0.0.1:PORT" (this port) in document_hosts for the attach stage to fetch
+    its documents.
     """
     settings = Settings()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -66,6 +67,11 @@ def test_demo_300_items(tmp_path: Path) -> None:
     )
     assert bad["steps"][-1]["type"] == "billstream.failed"
     assert bad["steps"][-1]["outcome"] in out["failed"]
+    # Dext's signed download links (valid for days) were copied into every topic and
+    # changelog (1,010 copies after make demo); the log now keeps dext:// references only.
+    records, signed, references = asyncio.run(_scan_log(demo_dir))
+    assert records > 1000 and references > 0
+    assert signed == 0
 
 
 def test_demo_period_reopen(tmp_path: Path) -> None:
@@ -120,3 +126,28 @@ def test_demo_on_the_sage_accounting_sandbox(tmp_path: Path) -> None:
     assert out["bills"] == out["attachments"] == out["attached"]
     assert out["duplicates"] == 0
     assert out["sage_schema_violations"] == 0
+
+
+async def _scan_log(data_dir: Path) -> tuple[int, int, int]:
+    """(records, records holding a signed link, records holding a dext:// reference) over
+    every topic and changelog of the demo's embedded broker."""
+    from aiokafka.client import AIOKafkaClient
+
+    from streams.broker import bootstrap_of
+    from streams.config import Settings
+    from streams.eventlog import read_records
+    from streams.runtime import kafka_for
+
+    with kafka_for(Settings(data_dir=data_dir)) as url:
+        client = AIOKafkaClient(bootstrap_servers=bootstrap_of(url))
+        await client.bootstrap()
+        try:
+            topics = sorted((await client.fetch_all_metadata()).topics())
+        finally:
+            await client.close()
+        records = signed = references = 0
+        async for raw in read_records(url, topics):
+            records += 1
+            signed += b"signature=" in raw.value
+            references += b"dext://" in raw.value
+    return records, signed, references

@@ -136,8 +136,9 @@ class Hostile:
         item[self.rng.choice(["description", "notes"])] = "x" * size
 
     def _id(self, item: Item) -> None:
+        given = str(item.get("id"))
         item["id"] = self.rng.choice(
-            [f" {item['id']} ", item["id"].lower(), "", "   ", [], 12345, "a\u0000b", "x" * 300]
+            [f" {given} ", given.lower(), "", "   ", [], 12345, "a\u0000b", "x" * 300]
         )
 
     def _drop(self, item: Item) -> None:

@@ -18,16 +18,17 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.dext.api import DextApiConfig, poll_once
+from adapters.dext.api import DextApiConfig, DextDocumentLinks, poll_once
 from adapters.dext.cursor import KafkaCursorStore
 from adapters.dext.folder import ExportFolder, FolderState
 from adapters.dext.push import PushEndpoint, PushState, secret_env, secrets_from_env, signed_headers
 from adapters.dext.web import start_app
 from adapters.documents import DocumentFetcher
+from adapters.processes import free_port
 from domain.events import Envelope, Stage
 from domain.tenants import Tenants
 from sandboxes.dext.samples import SampleItem, sample_items
-from sandboxes.dext.sandbox import DextSandbox, start_sandbox
+from sandboxes.dext.sandbox import DEFAULT_TOKEN, DextSandbox, start_sandbox
 from streams.config import Settings
 from streams.publish import Publisher
 from streams.topics import ensure_topics
@@ -37,6 +38,10 @@ pytestmark = [pytest.mark.broker]
 
 ACCOUNT_OF = {"acme-uk": "acme-trading", "globex-us": "globex"}
 SECRET = "push-secret-for-the-same-events-test"
+# The Dext sandbox's port is fixed per run: tenants list it (a loopback document host must
+# name its port) before the sandbox starts.
+DEXT_PORT = free_port()
+TOKENS = {account: DEFAULT_TOKEN for account in ACCOUNT_OF.values()}
 CSV_COLUMNS = {
     "ID": "id",
     "Type": "type",
@@ -132,7 +137,7 @@ async def via_api(
         [(ACCOUNT_OF[s.tenant], item, s.document_path) for s, item in items],
         accounts=ACCOUNT_OF.values(),
     )
-    runner, url = await start_sandbox(box)
+    runner, url = await start_sandbox(box, port=DEXT_PORT)
     runners.append(runner)
     settings, publisher = await publisher_for(kafka_url, "api.", tmp_path)
     config = DextApiConfig(url=url, client_id=box.client_id, client_secret=box.client_secret)
@@ -212,7 +217,9 @@ async def compare(
     keys = {name: set(events) for name, events in by_source.items()}
     first = next(iter(keys.values()))
     assert all(k == first for k in keys.values()), keys
-    fetcher = DocumentFetcher(allowed_dirs=[], timeout=10)
+    # API events keep a dext:// reference; the fetcher asks the sandbox for a fresh link.
+    links = DextDocumentLinks(DextApiConfig(url=f"http://127.0.0.1:{DEXT_PORT}", tokens=TOKENS))
+    fetcher = DocumentFetcher(allowed_dirs=[], timeout=10, links=links)
     for key in sorted(first):
         events = {name: by_source[name][key] for name in by_source}
         shapes = {
@@ -234,6 +241,7 @@ async def compare(
             fetched = await fetcher.fetch(document, tenants.get(event.tenant))
             digests.add(fetched.sha256)
         assert len(digests) == 1, f"{key}: the sources point at different documents"
+    await fetcher.aclose()
 
 
 async def test_full_items_are_the_same_event_through_api_folder_and_push(
@@ -241,7 +249,7 @@ async def test_full_items_are_the_same_event_through_api_folder_and_push(
 ) -> None:
     samples = chosen()
     root = tmp_path / "export"
-    tenants = make_tenants(docs_dirs=[str(root)])
+    tenants = make_tenants(docs_dirs=[str(root)], sandbox_hosts=[f"127.0.0.1:{DEXT_PORT}"])
     for s in samples:
         folder = root / ACCOUNT_OF[s.tenant]
         folder.mkdir(parents=True, exist_ok=True)
@@ -277,7 +285,7 @@ async def test_csv_export_rows_are_the_same_event_as_api_and_push(
 ) -> None:
     samples = chosen()
     root = tmp_path / "csv-export"
-    tenants = make_tenants(docs_dirs=[str(root)])
+    tenants = make_tenants(docs_dirs=[str(root)], sandbox_hosts=[f"127.0.0.1:{DEXT_PORT}"])
     projected = [(s, csv_projection(s)) for s in samples]
     for account, locale in (("acme-trading", "en-GB"), ("globex", "en-US")):
         folder = root / account

@@ -15,7 +15,7 @@ from adapters.dext.web import start_app
 from adapters.documents import DocumentFetcher, HostRule, Resolver
 from domain.errors import Reason, StageError
 from domain.models import DocumentRef
-from domain.tenants import Tenant, parse_tenants
+from domain.tenants import Tenant, TenantsFileError, parse_tenants
 
 PDF = b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -36,7 +36,12 @@ company = "{doc_id}"
     return parse_tenants(toml).get(doc_id)
 
 
-SANDBOX_TENANT = tenant("sandboxed", ["127.0.0.1"])
+def sandboxed(server: str) -> Tenant:
+    """A tenant that lists the loopback test server, with its port, as a document host."""
+    return tenant("sandboxed", [f"127.0.0.1:{server.rsplit(':', 1)[1]}"])
+
+
+SANDBOX_TENANT = sandboxed("http://127.0.0.1:9")
 PLAIN_TENANT = tenant("plain", ["docs.example.com", "*.cdn.example.com"])
 
 
@@ -115,7 +120,7 @@ def fetcher() -> DocumentFetcher:
 async def test_sandbox_tenant_fetches_from_its_loopback_host(
     fetcher: DocumentFetcher, server: str
 ) -> None:
-    document = await fetcher.fetch(ref(f"{server}/doc.pdf"), SANDBOX_TENANT)
+    document = await fetcher.fetch(ref(f"{server}/doc.pdf"), sandboxed(server))
     assert document.content == PDF
     assert document.content_type == "application/pdf"
 
@@ -176,7 +181,7 @@ async def test_localhost_grant_allows_only_loopback_answers(server: str) -> None
         return ["127.0.0.1"] if host == "localhost" else []
 
     fetcher = DocumentFetcher(allowed_dirs=[], max_bytes=CAP, resolver=resolve)
-    local = tenant("local", ["localhost"])
+    local = tenant("local", [f"localhost:{port}"])
     document = await fetcher.fetch(ref(f"http://localhost:{port}/doc.pdf"), local)
     assert document.content == PDF
 
@@ -264,7 +269,7 @@ async def test_hosts_and_schemes_off_the_list_are_refused_before_any_lookup(
 
 async def test_redirect_to_a_foreign_host_is_refused(fetcher: DocumentFetcher, server: str) -> None:
     url = f"{server}/redirect?to=https://evil.example.net/steal.pdf"
-    error = await unavailable(fetcher, url, SANDBOX_TENANT)
+    error = await unavailable(fetcher, url, sandboxed(server))
     assert "evil.example.net is not on tenant sandboxed's document_hosts" in error.message
 
 
@@ -272,14 +277,14 @@ async def test_redirect_to_the_metadata_address_is_refused(
     fetcher: DocumentFetcher, server: str
 ) -> None:
     url = f"{server}/redirect?to=http://169.254.169.254/latest/meta-data/"
-    error = await unavailable(fetcher, url, SANDBOX_TENANT)
+    error = await unavailable(fetcher, url, sandboxed(server))
     assert "169.254.169.254 is not on" in error.message
 
 
 async def test_redirect_within_the_allowed_host_is_followed(
     fetcher: DocumentFetcher, server: str
 ) -> None:
-    document = await fetcher.fetch(ref(f"{server}/redirect?to=/doc.pdf"), SANDBOX_TENANT)
+    document = await fetcher.fetch(ref(f"{server}/redirect?to=/doc.pdf"), sandboxed(server))
     assert document.content == PDF
 
 
@@ -289,13 +294,13 @@ async def test_redirect_within_the_allowed_host_is_followed(
 async def test_html_page_served_as_invoice_pdf_is_refused(
     fetcher: DocumentFetcher, server: str
 ) -> None:
-    error = await unavailable(fetcher, f"{server}/invoice.pdf", SANDBOX_TENANT)
+    error = await unavailable(fetcher, f"{server}/invoice.pdf", sandboxed(server))
     assert "not a PDF, PNG, JPEG or TIFF file (it is an HTML page)" in error.message
 
 
 @pytest.mark.parametrize("path", ["/big.pdf", "/stream-big.pdf"])
 async def test_oversized_file_is_refused(fetcher: DocumentFetcher, server: str, path: str) -> None:
-    error = await unavailable(fetcher, f"{server}{path}", SANDBOX_TENANT)
+    error = await unavailable(fetcher, f"{server}{path}", sandboxed(server))
     assert f"over the {CAP}" in error.message
 
 
@@ -303,7 +308,7 @@ async def test_missing_document_names_the_status_but_never_the_signature(
     fetcher: DocumentFetcher, server: str
 ) -> None:
     error = await unavailable(
-        fetcher, f"{server}/missing.pdf?expires=1&signature=TOPSECRET", SANDBOX_TENANT
+        fetcher, f"{server}/missing.pdf?expires=1&signature=TOPSECRET", sandboxed(server)
     )
     assert "HTTP 404" in error.message
     assert "TOPSECRET" not in error.message and "TOPSECRET" not in repr(error.detail)
@@ -312,13 +317,13 @@ async def test_missing_document_names_the_status_but_never_the_signature(
 
 async def test_a_slow_source_hits_the_deadline(server: str) -> None:
     fetcher = DocumentFetcher(allowed_dirs=[], timeout=0.5)
-    error = await unavailable(fetcher, f"{server}/slow.pdf", SANDBOX_TENANT)
+    error = await unavailable(fetcher, f"{server}/slow.pdf", sandboxed(server))
     assert "no complete answer within 0.5 s" in error.message
     assert error.detail["transient"] is True
 
 
 async def test_a_5xx_is_retried(fetcher: DocumentFetcher, server: str) -> None:
-    document = await fetcher.fetch(ref(f"{server}/flaky.png", "scan.png"), SANDBOX_TENANT)
+    document = await fetcher.fetch(ref(f"{server}/flaky.png", "scan.png"), sandboxed(server))
     assert document.content_type == "image/png"
 
 
@@ -359,6 +364,27 @@ async def test_request_logs_never_carry_the_signature(
     fetcher: DocumentFetcher, server: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    await fetcher.fetch(ref(f"{server}/doc.pdf?expires=9&signature=TOPSECRET"), SANDBOX_TENANT)
+    await fetcher.fetch(ref(f"{server}/doc.pdf?expires=9&signature=TOPSECRET"), sandboxed(server))
     assert "doc.pdf" in caplog.text  # the request was logged...
     assert "TOPSECRET" not in caplog.text  # ...without its query
+
+
+# --- a loopback entry names its port (security review: SSRF through "127.0.0.1") -----------
+
+
+def test_a_loopback_entry_without_a_port_is_refused_by_the_tenants_file() -> None:
+    for entry in ("127.0.0.1", "localhost", "[::1]", "::1", "127.0.0.2"):
+        with pytest.raises(TenantsFileError, match="without a port"):
+            tenant("bare", [entry])
+    assert tenant("ported", ["127.0.0.1:8091", "[::1]:8091", "docs.example.com"])
+
+
+async def test_a_loopback_grant_reaches_its_own_port_only(server: str) -> None:
+    fetcher = DocumentFetcher(allowed_dirs=[], max_bytes=CAP)
+    other_port = int(server.rsplit(":", 1)[1]) + 1
+    error = await unavailable(fetcher, f"http://127.0.0.1:{other_port}/x.pdf", sandboxed(server))
+    # Refused before any connection: what answers on that port is never revealed.
+    assert "is not on tenant sandboxed's document_hosts" in error.message
+    assert "reached" not in error.message and "HTTP" not in error.message
+    assert HostRule.parse("127.0.0.1").loopback_grant is False
+    assert HostRule.parse("127.0.0.1:8091").loopback_grant is True

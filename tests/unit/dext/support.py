@@ -80,7 +80,7 @@ def tenants_toml(
     """acme-uk (en-GB) and globex-us (en-US) as in the example file, plus initech, a tenant
     whose documents come from one https host only (no sandbox grant)."""
     dirs = json.dumps(docs_dirs or [])
-    hosts = json.dumps(sandbox_hosts if sandbox_hosts is not None else ["127.0.0.1"])
+    hosts = json.dumps(sandbox_hosts if sandbox_hosts is not None else ["127.0.0.1:9"])
     return f"""
 [tenants.acme-uk]
 dext_account = "acme-trading"
