@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit test-kafka bench fuzz clean
+.PHONY: install demo test lint typecheck unit test-kafka bench fuzz chaos drift clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("billstream needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -45,6 +45,16 @@ bench: $(STAMP)
 ## JSON line, exit 1 when a goal is missed (a 500, a crash, a hang, an item lost).
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz.run
+
+## 2,000 invoices per ledger through flaky sandboxes, 20 SIGKILLs and a broker restart each;
+## lost and doubled must be 0 (KAFKA=genuine for Apache Kafka).
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.run $(if $(filter genuine,$(KAFKA)),--genuine,)
+
+## 100,000 generated invoices through validation and the local ledger, 5,000 through each
+## sandbox: every bill adds up to its invoice to the minor unit, no float on the way.
+drift: $(STAMP)
+	$(BIN)/python -m tests.money.run
 
 clean:
 	rm -rf .billstream .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ import logging
 import re
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Literal
 from xml.etree.ElementTree import Element, tostring
 
@@ -390,6 +391,7 @@ class IntacctLedger:
                 f"{self.company} as record {existing.id}.",
                 detail={"bill_id": existing.id, "item_key": existing.item_key},
             )
+        _refuse_finer_than_cents(bill, kind)
         obj = bill_element(vendor, bill)
         digest = hashlib.sha256(tostring(obj)).hexdigest()
         # Read the bill back in the same request: Intacct's create answers only RECORDNO.
@@ -541,3 +543,21 @@ class IntacctLedger:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _refuse_finer_than_cents(bill: DraftBill, kind: str) -> None:
+    """Intacct keeps amounts to two decimal places and rounds anything finer. A bill in a
+    three-decimal currency (BHD, KWD, OMR…) whose amounts need the third place would be
+    stored with other totals than the invoice's: refused, never rounded behind anyone's back."""
+    cent = Decimal("0.01")
+    amounts = [bill.total, bill.net, bill.tax]
+    amounts += [a for line in bill.lines for a in (line.net, line.tax, line.total)]
+    finer = [a for a in amounts if a != a.quantize(cent)]
+    if finer:
+        raise LedgerError(
+            Reason.CURRENCY_MISMATCH,
+            f"Sage Intacct keeps amounts to 2 decimal places; this {bill.currency} {kind} "
+            f"needs 3 (e.g. {finer[0]}), so Intacct would round it away from the invoice's "
+            f"total {bill.total}. Post it by hand, or keep {bill.currency} books in a ledger "
+            "that holds three decimals.",
+        )
