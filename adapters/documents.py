@@ -38,10 +38,9 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential,
-    wait_random,
 )
 
+from adapters.http import backoff
 from domain.errors import Reason, StageError
 from domain.models import Document, DocumentRef
 from domain.tenants import Tenant
@@ -407,7 +406,7 @@ class DocumentFetcher:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(_Transient),
                 stop=stop_after_attempt(self.attempts),
-                wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.2),
+                wait=lambda state: backoff(state.attempt_number, 2.0),
                 reraise=True,
             ):
                 with attempt:

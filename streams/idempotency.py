@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from adapters.http import backoff
 from domain.errors import Problem, Reason, StageError
 from domain.events import Envelope, Failure, Received, Stage, Work
 from streams import metrics, poison
@@ -68,10 +68,9 @@ def _retryable(exc: BaseException) -> bool:
 def _wait(max_seconds: float) -> Callable[[RetryCallState], float]:
     def wait(state: RetryCallState) -> float:
         # Capped exponential backoff with full jitter; a server's Retry-After wins if longer.
-        backoff = random.uniform(0, min(max_seconds, 0.2 * 2 ** (state.attempt_number - 1)))
         exc = state.outcome.exception() if state.outcome else None
-        hint = exc.retry_after if isinstance(exc, StageError) and exc.retry_after else 0.0
-        return max(backoff, min(hint, max_seconds))
+        hint = exc.retry_after if isinstance(exc, StageError) else None
+        return backoff(state.attempt_number, max_seconds, retry_after=hint)
 
     return wait
 
