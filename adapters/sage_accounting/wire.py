@@ -38,27 +38,35 @@ def _parts(value: Any, out: list[str]) -> None:
     elif isinstance(value, dt.date):  # datetime included
         out.append(_encode_str(value.isoformat()))
     elif isinstance(value, dict):
-        out.append("{")
-        first = True
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"JSON object keys must be strings, not {type(key).__name__}")
-            if not first:
-                out.append(",")
-            first = False
-            out.append(_encode_str(key))
-            out.append(":")
-            _parts(item, out)
-        out.append("}")
+        _object(value, out)
     elif isinstance(value, list | tuple):
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _parts(item, out)
-        out.append("]")
+        _array(value, out)
     else:
         raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def _object(value: dict[Any, Any], out: list[str]) -> None:
+    out.append("{")
+    first = True
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise TypeError(f"JSON object keys must be strings, not {type(key).__name__}")
+        if not first:
+            out.append(",")
+        first = False
+        out.append(_encode_str(key))
+        out.append(":")
+        _parts(item, out)
+    out.append("}")
+
+
+def _array(value: list[Any] | tuple[Any, ...], out: list[str]) -> None:
+    out.append("[")
+    for i, item in enumerate(value):
+        if i:
+            out.append(",")
+        _parts(item, out)
+    out.append("]")
 
 
 def dumps(value: Any) -> bytes:
