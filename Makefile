@@ -24,9 +24,13 @@ demo: $(STAMP)
 test: lint typecheck
 	$(BIN)/pytest -q
 
+## ruff (style, and complexity at most 15), the size limits (800 lines a file, 100 a
+## function) and the import contracts in pyproject.toml ([tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/check_sizes.py
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
