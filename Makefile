@@ -19,10 +19,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/billstream demo --ledger intacct --items 120
 
-## Lint, type-check, then every test layer (unit, contract, streams, integration on the
-## embedded broker, e2e, chaos).
-test: lint typecheck
-	$(BIN)/pytest -q
+## Lint, type-check and the unit tiers first (each stops the run when it fails), then the
+## tiers that start processes and sockets: contract, integration on the embedded broker, e2e,
+## chaos and the broker canary.
+test: lint typecheck unit
+	$(BIN)/pytest -q tests/contract tests/integration tests/e2e tests/chaos tests/kafka
 
 ## ruff (style, and complexity at most 15), the size limits (800 lines a file, 100 a
 ## function) and the import contracts in pyproject.toml ([tool.importlinter]).
@@ -35,8 +36,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## The unit tiers: no process, socket or install (tests/tiers.py refuses them); seconds.
 unit: $(STAMP)
-	$(BIN)/pytest -q tests/unit tests/contract tests/streams
+	$(BIN)/pytest -q tests/unit tests/streams
 
 ## The broker-backed tests again, on genuine Apache Kafka 4.x fetched from Maven Central.
 test-kafka: $(STAMP)
@@ -61,4 +63,4 @@ drift: $(STAMP)
 	$(BIN)/python -m tests.money.run
 
 clean:
-	rm -rf .billstream .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .billstream .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

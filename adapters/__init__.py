@@ -1,6 +1,6 @@
-"""The outside world, one module or package per system; each client beside its sandbox.
+"""The outside world, one module or package per system: Dext, Sage Intacct, Sage
+Accounting, the SQLite reference ledger, document fetching and notifications.
 
-Importing any adapter has no side effect. The entry points that start Kafka consumers
-(``streams.cli.main``, ``streams.runtime.run_worker``) install ``kafka_fetch``'s empty-fetch
-wait themselves.
+Importing any adapter has no side effect; the sandboxes that imitate these systems live in
+the top-level ``sandboxes`` package, which no adapter imports.
 """

@@ -1,4 +1,7 @@
-"""The failure taxonomy of DESIGN §5: one machine-readable reason per way an item can stop."""
+"""The failure taxonomy: one machine-readable reason per way an item can stop.
+
+The table of reasons, and what each means for retry, is in docs/architecture.md ("Failures").
+"""
 
 from __future__ import annotations
 
@@ -111,4 +114,4 @@ class StageError(Exception):
 
 
 class LedgerError(StageError):
-    """Raised by a ledger adapter; the reason is already mapped to DESIGN §5."""
+    """Raised by a ledger adapter; the reason is already mapped to a ``Reason``."""

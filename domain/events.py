@@ -1,4 +1,4 @@
-"""The event envelope (CloudEvents 1.0 attribute names) and the stage payloads (DESIGN §3)."""
+"""The event envelope (CloudEvents 1.0 attribute names) and the stage payloads."""
 
 from __future__ import annotations
 
@@ -51,6 +51,15 @@ PIPELINE: tuple[Stage, ...] = (
     Stage.BILL_CREATED,
     Stage.ATTACHED,
 )
+
+
+# Each stage function by name: the topic it reads and the topic it writes.
+STAGES: dict[str, tuple[Stage, Stage]] = {
+    "validate": (Stage.RECEIVED, Stage.VALIDATED),
+    "resolve_vendor": (Stage.VALIDATED, Stage.VENDOR_RESOLVED),
+    "create_bill": (Stage.VENDOR_RESOLVED, Stage.BILL_CREATED),
+    "attach": (Stage.BILL_CREATED, Stage.ATTACHED),
+}
 
 
 def event_id(subject: str, stage: Stage, attempt: int) -> str:

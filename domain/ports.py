@@ -1,7 +1,7 @@
 """The ports a stage talks through. Three ledgers implement ``Ledger``: local, Intacct, Sage
 Accounting; one contract suite (tests/contract) proves they behave alike.
 
-Every method raises ``domain.errors.LedgerError`` with a DESIGN §5 reason on failure.
+Every method raises ``domain.errors.LedgerError`` with a ``Reason`` on failure.
 """
 
 from __future__ import annotations

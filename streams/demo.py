@@ -34,12 +34,12 @@ from domain.tenants import Tenants, load_tenants
 from sandboxes.dext.process import DextSandboxProcess
 from sandboxes.dext.samples import sample_items
 from sandboxes.harness import LedgerHarness, harness_for
-from streams.broker import bootstrap_of
 from streams.config import Settings
-from streams.publish import Publisher, received_event
-from streams.replay import ReplayFilter, replay
-from streams.runtime import kafka_for
-from streams.topics import cursor_store, ensure_topics
+from streams.kafka.broker import bootstrap_of
+from streams.kafka.publish import Publisher, received_event
+from streams.kafka.topics import cursor_store, ensure_topics
+from streams.ops.replay import ReplayFilter, replay
+from streams.pipeline.runtime import kafka_for
 
 # The month the period-reopen scenario closes: the samples have invoices dated in it.
 REOPEN_PERIOD = "2026-09"

@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from adapters import observability
 from adapters.observability import LatestReading
 from domain.errors import Reason
-from domain.events import Stage, event_id
+from domain.events import STAGES, Stage, event_id
 from domain.tenants import Tenants
 
 log = logging.getLogger("billstream.metrics")
@@ -229,8 +229,6 @@ class PipelineSensor(faust.Sensor):
 
 def stage_receiving(event_type: str) -> str | None:
     """The stage (agent) that consumes events of this type: received -> validate, ..."""
-    from streams.stages import STAGES
-
     try:
         stage = Stage.of_type(event_type)
     except ValueError:

@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
-from adapters import kafka_fetch
 from adapters.documents import DocumentFetcher
 from adapters.sqlite_ledger import LocalLedger
 from domain.tenants import Tenants, parse_tenants
 from sandboxes.dext.samples import DOCUMENTS_DIR
 from streams.config import Settings
-from streams.wiring import Ports
+from streams.kafka import aiokafka_patches
+from streams.pipeline.wiring import Ports
 
 # The tests' Kafka consumers (Faust apps, the Dext cursor, the event log readers) run in
 # this process, not behind an entry point: give them the empty-fetch wait too.
-kafka_fetch.apply()
+aiokafka_patches.apply()
 
 TODAY = dt.date(2026, 11, 27)
 

@@ -582,7 +582,7 @@ async def poll_once(
 ) -> int:
     """``poll_pass``, returning how many items were published.
 
-    ``sink`` is an entered ``streams.publish.Publisher``; ``cursors`` an entered
+    ``sink`` is an entered ``streams.kafka.publish.Publisher``; ``cursors`` an entered
     ``KafkaCursorStore``; ``config`` e.g. ``DextApiConfig.from_sandbox(ready_line)``.
     """
     results = await poll_pass(

@@ -27,7 +27,7 @@ LOCATION_KEYS = ("document_url", "image_url", "direct_download_url")
 
 
 class ReceivedSink(Protocol):
-    """Where a source hands its items: ``streams.publish.Publisher`` satisfies this.
+    """Where a source hands its items: ``streams.kafka.publish.Publisher`` satisfies this.
 
     ``publish_received`` must return only once the broker acknowledged the event, because
     sources advance their durable state (cursor, processed files) right after it.

@@ -1,4 +1,4 @@
-"""Intacct's error blocks, mapped to the DESIGN §5 reasons.
+"""Intacct's error blocks, mapped to the failure reasons.
 
 Intacct reports failure at three levels (control, authentication, function result) and
 often stacks a specific cause before generic wrappers (``BL01001973`` "Could not create …

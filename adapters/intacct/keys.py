@@ -2,7 +2,7 @@
 
 - A bill we create carries its item key in DESCRIPTION as ``[billstream:<item key>]``: the
   one free-text header field every company has, so ``find_bill`` can tell ours from a bill
-  another channel posted (DESIGN §4.3) without a custom field being set up first.
+  another channel posted without a custom field being set up first.
 - VENDORID is derived from the normalised supplier name, so two workers racing to create
   the same supplier collide on one id and converge instead of making two vendors.
 - The attachment (supdoc) id is derived from the item key, so a retry finds the upload that

@@ -6,7 +6,7 @@ requests are ElementTree trees serialised by the library, and every document tha
 entity expansion and external references.
 
 Both sides of the wire live here so that the client, the sandbox and the unit tests share one
-definition of the envelope (DESIGN §7: the sandbox speaks the same XML as the real gateway).
+definition of the envelope (the sandbox speaks the same XML as the real gateway).
 """
 
 from __future__ import annotations

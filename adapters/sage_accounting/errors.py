@@ -1,4 +1,4 @@
-"""Sage Accounting's answers turned into DESIGN §5 reasons.
+"""Sage Accounting's answers turned into failure reasons.
 
 Sage reports failures as an array of ``{"$severity", "$dataCode", "$message", "$source"}``
 (``$source`` names the field, ``"base"`` or ``""`` for the record). Exact texts for a locked

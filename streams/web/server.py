@@ -2,7 +2,7 @@
 
 Server-rendered HTML (Jinja2, autoescaped: supplier names come from outside) over aiohttp;
 one small script polls a replay's progress, and every page works without it. Replay runs
-``streams.replay.replay``, the very function behind ``billstream replay``.
+``streams.ops.replay.replay``, the very function behind ``billstream replay``.
 
 Access: loopback by default. A token (``BILLSTREAM_WEB_TOKEN``) is required when the page is
 bound to any other address, and always when it is set: as ``Authorization: Bearer``, or
@@ -37,7 +37,7 @@ from domain.errors import ADVICE, RETRY_OF, Reason, Retry
 from domain.events import PIPELINE
 from domain.tenants import Tenants
 from streams.config import Settings
-from streams.replay import ReplayFilter, replay
+from streams.ops.replay import ReplayFilter, replay
 from streams.web.view import LogView
 
 log = logging.getLogger("billstream.web")
@@ -280,7 +280,7 @@ async def search(request: web.Request) -> web.Response:
 
 
 async def item(request: web.Request) -> web.Response:
-    from streams.audit import timeline
+    from streams.ops.audit import timeline
 
     state, view = request.app[STATE_KEY], request.app[VIEW_KEY]
     key = request.match_info["key"]

@@ -3,10 +3,10 @@
 One plain consumer (no group: reading never moves a worker's offsets) reads all six topics
 from the beginning and keeps following them; each event updates a small per-item record.
 Pages are rendered from that record, so a page load costs no Kafka round trip; only an
-item's full timeline is read from the log on demand (``streams.audit.timeline``).
+item's full timeline is read from the log on demand (``streams.ops.audit.timeline``).
 
 An item is parked when its latest failure is newer (by attempt) than anything it reached in
-attached (the rule of ``streams.replay.still_parked``) and no replay of it is under way.
+attached (the rule of ``streams.ops.replay.still_parked``) and no replay of it is under way.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from domain.errors import Reason
 from domain.events import PIPELINE, Envelope, Failure, Received, Stage, Work
-from streams.broker import bootstrap_of
 from streams.config import Settings
-from streams.eventlog import topic_partitions
-from streams.notifications import ParkedSummary, summarize
+from streams.kafka.broker import bootstrap_of
+from streams.kafka.eventlog import topic_partitions
+from streams.pipeline.notifications import ParkedSummary, summarize
 
 log = logging.getLogger("billstream.web")
 

@@ -1,5 +1,6 @@
-"""The kill test (DESIGN §4): SIGKILL a worker at a random moment while invoices flow,
-start another, and prove every item has exactly one bill and one attachment, none lost.
+"""The kill test (docs/architecture.md, "Exactly one bill per invoice"): SIGKILL a worker at a
+random moment while invoices flow, start another, and prove every item has exactly one bill
+and one attachment, none lost.
 
 Run on every ledger: the local SQLite one, and the Intacct and Sage Accounting sandboxes
 each in its own process over HTTP, where a killed worker may leave a write half-known.
@@ -20,7 +21,7 @@ from domain.errors import Reason
 from domain.events import Stage
 from domain.tenants import load_tenants
 from streams.config import Settings
-from streams.replay import ReplayFilter, replay
+from streams.ops.replay import ReplayFilter, replay
 from tests.integration.helpers import (
     Rig,
     events_for,

@@ -1,6 +1,6 @@
 """The guards against Faust dropping fetched records, on the real path: a worker on the real
 broker whose Faust drops one fetched batch (injected, see faults/sitecustomize.py) still
-brings every invoice to its end, once: the hole check (streams/faust_fixes.py) or the stall
+brings every invoice to its end, once: the hole check (streams/kafka/faust_patches.py) or the stall
 watchdog seeks the partition back and it is read again."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def test_records_dropped_then_followed_by_more_are_read_again_from_the_hole(
     isolated: Settings,
 ) -> None:
     # Faust would call the hole a "gap" and commit past it: lost without a trace. The hole
-    # check of streams/faust_fixes.py sees the jump as the next records arrive.
+    # check of streams/kafka/faust_patches.py sees the jump as the next records arrive.
     log = run_with_a_dropped_batch(isolated, halves=True)
     assert "reading again from" in log
 

@@ -1,10 +1,11 @@
-"""The contract every ledger must pass (DESIGN §6). A ledger is done when a subclass of
-``LedgerContract`` passes against it: the local one directly, the others over real HTTP
-against their sandboxes.
+"""The contract every ledger must pass (docs/architecture.md, "The ledger port").
 
-Subclasses provide the ``ledger`` fixture (a fresh, empty company whose periods are all open)
-and ``close_period`` / ``open_period`` (the administrative side, done the way that system
-does it: an SQL update, a sandbox admin call...).
+A ledger is done when a subclass of ``LedgerContract`` passes against it: the local one
+directly, the others over real HTTP against their sandboxes.
+
+Subclasses provide the ``ledger`` fixture (a fresh, empty company whose periods are all
+open) and ``close_period`` / ``open_period`` (the administrative side, done the way that
+system does it: an SQL update, a sandbox admin call...).
 """
 
 from __future__ import annotations

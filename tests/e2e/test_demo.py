@@ -133,10 +133,10 @@ async def _scan_log(data_dir: Path) -> tuple[int, int, int]:
     every topic and changelog of the demo's embedded broker."""
     from aiokafka.client import AIOKafkaClient
 
-    from streams.broker import bootstrap_of
     from streams.config import Settings
-    from streams.eventlog import read_records
-    from streams.runtime import kafka_for
+    from streams.kafka.broker import bootstrap_of
+    from streams.kafka.eventlog import read_records
+    from streams.pipeline.runtime import kafka_for
 
     with kafka_for(Settings(data_dir=data_dir)) as url:
         client = AIOKafkaClient(bootstrap_servers=bootstrap_of(url))

@@ -23,8 +23,8 @@ import pytest
 
 from domain.events import Envelope, Failure, Stage
 from domain.tenants import load_tenants
-from streams.broker import EmbeddedBroker
 from streams.config import REPO_ROOT, Settings
+from streams.kafka.broker import EmbeddedBroker
 from streams.web.view import LogView
 from tests.integration.helpers import (
     events_for,

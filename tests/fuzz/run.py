@@ -32,11 +32,11 @@ from adapters.documents import DocumentFetcher
 from domain.tenants import Tenants, load_tenants
 from domain.validation import validate_item
 from sandboxes.dext.samples import SAMPLES_DIR
-from streams.broker import EmbeddedBroker
 from streams.config import REPO_ROOT, Settings
 from streams.demo import Terminal, stop_process
 from streams.demo import start_worker as start_worker_process
-from streams.publish import Publisher
+from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.publish import Publisher
 from tests.fuzz.hostile import Hostile, Item, hostile_headers
 from tests.integration.helpers import prepare
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker
 from streams.config import REPO_ROOT, Settings
+from streams.kafka.broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,8 @@ from sandboxes.harness import ItemInventory, LedgerHarness, LocalHarness, harnes
 from streams.config import Settings
 from streams.demo import Terminal, stop_process, write_tenants
 from streams.demo import start_worker as start_worker_process
-from streams.publish import Publisher, received_event
-from streams.topics import ensure_topics
+from streams.kafka.publish import Publisher, received_event
+from streams.kafka.topics import ensure_topics
 
 
 @dataclass

@@ -21,7 +21,7 @@ from domain.tenants import parse_tenants
 from sandboxes.intacct.harness import SandboxProcess as IntacctSandbox
 from sandboxes.sage_accounting.harness import SageAccountingHarness
 from streams.config import REPO_ROOT, Settings
-from streams.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

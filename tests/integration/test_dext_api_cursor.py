@@ -25,9 +25,9 @@ from adapters.dext.api import DextApiConfig, poll_pass
 from adapters.dext.cursor import CursorState, KafkaCursorStore
 from domain.events import Stage
 from streams.config import Settings
-from streams.publish import Publisher
-from streams.topics import ensure_topics
-from tests.unit.dext.support import broker_for_test, make_tenants, read_topic, write_tenants
+from streams.kafka.publish import Publisher
+from streams.kafka.topics import ensure_topics
+from tests.support import broker_for_test, make_tenants, read_topic, write_tenants
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ import pytest
 from adapters.dext.push import signed_headers
 from sandboxes.dext.samples import sample_items
 from tests.integration.test_dext_api_cursor import Processes, base_env, ready_line
-from tests.unit.dext.support import broker_for_test, read_topic, write_tenants
+from tests.support import broker_for_test, read_topic, write_tenants
 
 pytestmark = [pytest.mark.broker]
 

@@ -30,9 +30,9 @@ from domain.tenants import Tenants
 from sandboxes.dext.samples import SampleItem, sample_items
 from sandboxes.dext.sandbox import DEFAULT_TOKEN, DextSandbox, start_sandbox
 from streams.config import Settings
-from streams.publish import Publisher
-from streams.topics import ensure_topics
-from tests.unit.dext.support import broker_for_test, make_tenants, read_topic
+from streams.kafka.publish import Publisher
+from streams.kafka.topics import ensure_topics
+from tests.support import broker_for_test, make_tenants, read_topic
 
 pytestmark = [pytest.mark.broker]
 

@@ -1,6 +1,6 @@
 """Faults against the sandbox in its own process: nothing is ever posted or uploaded twice.
 
-The driver below retries the way the pipeline does (``streams.stages``): a stage
+The driver below retries the way the pipeline does (``streams.pipeline.stages``): a stage
 that failed for a transient reason is run again from the top, so ``find_bill`` and
 ``find_attachment`` always run before a second write. Two ledger instances stand for two
 worker processes sharing the company.

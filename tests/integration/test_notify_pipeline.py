@@ -24,9 +24,9 @@ from domain.errors import Reason, StageError
 from domain.events import Envelope, Failure, Received, Stage
 from domain.tenants import load_tenants
 from streams.config import Settings
-from streams.eventlog import read_topics
-from streams.notifications import summarize
-from streams.publish import Publisher
+from streams.kafka.eventlog import read_topics
+from streams.kafka.publish import Publisher
+from streams.pipeline.notifications import summarize
 from tests.conftest import dext_item
 from tests.integration.helpers import (
     events_for,

@@ -93,8 +93,8 @@ def _attached(writes: Counter[str]) -> int:
 async def _wait_for_count(settings: Settings, stage: Stage, n: int, within: float = 90) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from streams.broker import bootstrap_of
-    from streams.eventlog import topic_partitions
+    from streams.kafka.broker import bootstrap_of
+    from streams.kafka.eventlog import topic_partitions
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_of(str(settings.kafka_url)), group_id=None
@@ -138,7 +138,7 @@ def test_period_reopen_scenario_replays_into_attached(isolated: Settings) -> Non
 
 
 def test_audit_shows_the_timeline_of_an_attached_and_a_failed_item(isolated: Settings) -> None:
-    from streams.audit import timeline
+    from streams.ops.audit import timeline
 
     result = run_demo(DemoOptions(items=69, data_dir=isolated.data_dir, progress=False), isolated)
     url = str(isolated.kafka_url)

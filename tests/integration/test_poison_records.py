@@ -16,11 +16,11 @@ from aiokafka import AIOKafkaProducer
 
 from domain.errors import Reason
 from domain.events import Envelope, Failure, Stage
-from streams.audit import timeline
-from streams.broker import bootstrap_of
 from streams.config import Settings
-from streams.eventlog import read_topics
-from streams.publish import received_event
+from streams.kafka.broker import bootstrap_of
+from streams.kafka.eventlog import read_topics
+from streams.kafka.publish import received_event
+from streams.ops.audit import timeline
 from tests.integration.helpers import (
     events_for,
     prepare,

@@ -18,10 +18,10 @@ import tomli_w
 from domain.events import Stage, Work
 from domain.tenants import load_tenants
 from sandboxes.intacct.harness import IntacctHarness
-from streams.audit import timeline
 from streams.config import REPO_ROOT, Settings
-from streams.reconcile import attached_items
-from streams.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
+from streams.ops.audit import timeline
+from streams.ops.reconcile import attached_items
 from tests.integration.helpers import (
     events_for,
     publish,

@@ -8,7 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.broker import bootstrap_of
+from streams.kafka.broker import bootstrap_of
 from tests.integration.conftest import kafka_url  # noqa: F401 - the shared broker fixture
 
 pytestmark = [pytest.mark.broker]

@@ -28,7 +28,7 @@ from domain.tenants import Tenant, parse_tenants
 from domain.validation import validate_item
 from sandboxes.harness import LedgerHarness, harness_for
 from streams.config import Settings
-from streams.wiring import build_ledger
+from streams.pipeline.wiring import build_ledger
 from tests.money.drift import TENANT_TOML, drift_of, drift_tenant, floats_in, invoices
 
 TODAY = dt.date(2026, 11, 27)

@@ -10,8 +10,8 @@ from unittest.mock import AsyncMock, patch
 import pytest
 
 from domain.events import Envelope, Failure, Received, Stage
-from streams.app import Pipeline, create_app
-from streams.wiring import Ports
+from streams.pipeline.app import Pipeline, create_app
+from streams.pipeline.wiring import Ports
 from tests.conftest import dext_item, ledger_of
 
 
@@ -82,7 +82,7 @@ async def test_redelivered_event_is_answered_from_the_table(
 
 async def test_create_bill_agent_posts_once_per_item(pipeline: Pipeline, ports: Ports) -> None:
     # Feed the agent the resolved event the earlier stages would have produced.
-    from streams import stages
+    from streams.pipeline import stages
     from tests.unit.test_stages import ctx_for
 
     ctx = ctx_for(ports)
@@ -105,6 +105,6 @@ async def test_failed_agent_records_the_parked_item(pipeline: Pipeline) -> None:
     failed = src.follow(Stage.FAILED, Failure.of(StageError(Reason.DUPLICATE, "dup"), src))
     async with pipeline.agents["failed"].test_context() as agent:
         await agent.put(failed.to_bytes(), key=b"t1:DX-1")
-    from streams.tracking import parked_reasons
+    from streams.pipeline.tracking import parked_reasons
 
     assert list(parked_reasons(pipeline.tables["parked"])) == [("t1", "duplicate")]

@@ -12,7 +12,7 @@ import pytest
 from faust.types import TP
 from prometheus_client import REGISTRY
 
-from streams.stall_watchdog import PartitionView, StallWatchdog
+from streams.kafka.stall_watchdog import PartitionView, StallWatchdog
 
 TOPIC = "ap.vendor-resolved"
 TP0, TP1 = TP(TOPIC, 0), TP(TOPIC, 1)

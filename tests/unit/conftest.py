@@ -85,3 +85,7 @@ def acme(example_tenants: Tenants) -> Tenant:
 @pytest.fixture(scope="session")
 def globex(example_tenants: Tenants) -> Tenant:
     return example_tenants.get("globex-us")
+
+
+# Unit tests start no process and open no network socket: the tier keeps its promise.
+from tests.tiers import no_socket_or_process  # noqa: E402, F401

@@ -13,7 +13,8 @@ from adapters.sqlite_ledger import LocalLedger
 from domain.errors import LedgerError, Reason
 from domain.ports import Ledger
 from domain.tenants import Tenant, Tenants, parse_tenants
-from streams.check import (
+from streams.config import Settings
+from streams.ops.check import (
     AccountCatalog,
     Check,
     all_green,
@@ -25,7 +26,6 @@ from streams.check import (
     check_period,
     run_checks,
 )
-from streams.config import Settings
 
 TODAY = dt.date(2026, 11, 27)
 

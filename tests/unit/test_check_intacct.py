@@ -18,7 +18,7 @@ from adapters.intacct.client import IntacctClient, IntacctCredentials
 from adapters.intacct.ledger import IntacctLedger
 from adapters.intacct.xml import parse_request
 from sandboxes.intacct import sandbox as engine
-from streams.check import AccountCatalog
+from streams.ops.check import AccountCatalog
 
 BASE = "http://intacct.test"
 CREDS = IntacctCredentials(

@@ -1,6 +1,6 @@
 import asyncio
 
-from streams.diagnostics import await_chain, describe_tasks
+from streams.kafka.diagnostics import await_chain, describe_tasks
 
 
 async def _innermost(gate: asyncio.Event) -> None:

@@ -1,4 +1,4 @@
-"""``Once``: a redelivered event repeats no side effect; a replay re-runs a failure;
+"""``StageRunner``: a redelivered event repeats no side effect; a replay re-runs a failure;
 transient errors are retried in place and parked only when the budget runs out."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from domain.errors import LedgerError, Reason
-from domain.events import Envelope, Failure, Received, Stage, Work
-from streams import stages
-from streams.idempotency import Once, StageSpec, run_stage
-from streams.wiring import Ports
+from domain.events import STAGES, Envelope, Failure, Received, Stage, Work
+from streams.pipeline import stages
+from streams.pipeline.idempotency import StageRunner, StageSpec, run_stage
+from streams.pipeline.wiring import Ports
 from tests.conftest import dext_item, ledger_of
 
 VALIDATE = StageSpec("validate", Stage.RECEIVED, Stage.VALIDATED, stages.validate)
@@ -26,8 +26,8 @@ def received(item: dict, attempt: int = 1) -> Envelope:
 
 
 async def pipeline(ports: Ports, ev: Envelope, done: dict[str, dict]) -> Envelope:
-    once = Once(ports)
-    for name, (source, target) in stages.STAGES.items():
+    once = StageRunner(ports)
+    for name, (source, target) in STAGES.items():
         spec = StageSpec(name, source, target, getattr(stages, name))
         ev = (await once(ev, spec, done.setdefault(name, {}))).event
         if ev.stage is Stage.FAILED:
@@ -63,14 +63,14 @@ async def test_failure_is_re_emitted_on_redelivery_but_re_run_on_replay(ports: P
     assert isinstance(failed.data, Failure) and failed.data.reason is Reason.PERIOD_CLOSED
     assert await pipeline(ports, received(dext_item()), done) == failed
     ledger_of(ports, "t1").open_period("2026-10")
-    from streams.replay import replay_event
+    from streams.ops.replay import replay_event
 
     again, stage = replay_event(failed)
     assert stage is Stage.VENDOR_RESOLVED and again.attempt == 2
-    once = Once(ports)
+    once = StageRunner(ports)
     ev = again
     for name in ("create_bill", "attach"):
-        source, target = stages.STAGES[name]
+        source, target = STAGES[name]
         ev = (
             await once(
                 ev,
@@ -83,7 +83,7 @@ async def test_failure_is_re_emitted_on_redelivery_but_re_run_on_replay(ports: P
 
 
 async def test_concurrent_deliveries_of_one_item_do_the_work_once(ports: Ports) -> None:
-    once = Once(ports)
+    once = StageRunner(ports)
     done: dict = {}
     calls = 0
 

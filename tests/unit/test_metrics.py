@@ -15,8 +15,8 @@ from domain.errors import Reason, StageError
 from domain.events import Envelope, Failure, Stage, event_id
 from domain.tenants import parse_tenants
 from streams import metrics
-from streams.publish import received_event
-from streams.replay import replay_event
+from streams.kafka.publish import received_event
+from streams.ops.replay import replay_event
 from tests.conftest import dext_item
 
 
@@ -168,7 +168,7 @@ def test_stage_receiving(event_type: str, stage: str | None) -> None:
 
 
 def test_the_pipeline_app_gets_the_sensor_once_before_it_starts(ports: Any) -> None:
-    from streams.app import create_app
+    from streams.pipeline.app import create_app
 
     app = create_app(ports.settings, "kafka://127.0.0.1:1", ports).app
     app.conf  # noqa: B018  (configuring the app is what sends on_after_configured)

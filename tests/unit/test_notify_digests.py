@@ -12,8 +12,8 @@ from adapters.notify import Channel, DeliveryRetries, Digest, NotifyError
 from domain.errors import Reason, StageError
 from domain.events import Envelope, Failure, Received, Stage
 from domain.tenants import Tenants, parse_tenants
-from streams import tracking
-from streams.notifications import Notices, summarize, tick_seconds
+from streams.pipeline import tracking
+from streams.pipeline.notifications import Notices, summarize, tick_seconds
 from tests.conftest import dext_item
 
 TENANTS = """

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from domain.errors import Reason, Retry, StageError
 from domain.events import Envelope, Failure, Received, Stage
 from domain.limits import MAX_EVENT_BYTES, depth_of
-from streams.poison import Delivered, bounded, decode, readable
-from streams.replay import ReplayFilter
+from streams.ops.replay import ReplayFilter
+from streams.pipeline.poison import Delivered, bounded, decode, readable
 from tests.conftest import dext_item
 
 

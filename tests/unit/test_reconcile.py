@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from domain.events import Envelope, Received, Stage, Work
-from streams import stages
-from streams.idempotency import StageSpec, run_stage
-from streams.reconcile import compare, repair_attachment
-from streams.wiring import Ports
+from domain.events import STAGES, Envelope, Received, Stage, Work
+from streams.ops.reconcile import compare, repair_attachment
+from streams.pipeline import stages
+from streams.pipeline.idempotency import StageSpec, run_stage
+from streams.pipeline.wiring import Ports
 from tests.conftest import dext_item, ledger_of
 
 
@@ -20,7 +20,7 @@ async def attached(ports: Ports, **item: object) -> Envelope:
         data=Received(item=dext_item(**item)),
         source="test",
     )
-    for name, (source, target) in stages.STAGES.items():
+    for name, (source, target) in STAGES.items():
         spec = StageSpec(name, source, target, getattr(stages, name))
         event = await run_stage(event, spec, ports)
         assert event.stage is target, event.data

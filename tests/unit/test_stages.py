@@ -9,9 +9,9 @@ import pytest
 from domain.errors import LedgerError, Reason, StageError
 from domain.events import Envelope, Received, Stage, Work
 from domain.models import DocumentRef
-from streams import stages
-from streams.idempotency import _context
-from streams.wiring import Ports
+from streams.pipeline import stages
+from streams.pipeline.idempotency import _context
+from streams.pipeline.wiring import Ports
 from tests.conftest import dext_item, ledger_of
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-import streams.commands.validate  # noqa: F401  (registers the command on the group)
+import streams.cli.commands.validate  # noqa: F401  (registers the command on the group)
 from domain.dext import find_floats
-from streams.cli_base import cli
+from streams.cli.base import cli
 from tests.unit.conftest import SAMPLES, TENANTS_FILE
 
 TODAY = ["--today", "2026-11-27"]

@@ -6,7 +6,7 @@ import pytest
 
 from adapters.dext.folder import RowError, derived_id, iso_date, parse_csv
 from domain.tenants import Tenant
-from tests.unit.dext.support import make_tenants
+from tests.support import make_tenants
 
 TENANTS = make_tenants()
 UK = TENANTS.get("acme-uk")

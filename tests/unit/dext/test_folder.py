@@ -12,7 +12,7 @@ import pytest
 
 from adapters.dext.folder import ExportFolder, FolderState
 from sandboxes.dext.samples import sample_items
-from tests.unit.dext.support import RecordingSink, make_tenants
+from tests.support import RecordingSink, make_tenants
 
 PDF = b"%PDF-1.4\n%%EOF\n"
 HEADER = "ID,Date,Supplier,Invoice Number,Total,Tax,Currency,Document\n"
@@ -212,7 +212,7 @@ async def test_nothing_is_recorded_when_the_broker_fails(root: Path, tmp_path: P
 def test_a_csv_field_over_the_csv_modules_limit_is_a_problem_not_a_crash() -> None:
     # Found by make fuzz: a 260,000-character description crashed the folder source.
     from adapters.dext.folder import parse_csv
-    from tests.unit.dext.support import make_tenants
+    from tests.support import make_tenants
 
     text = "ID,Supplier,Total\nDX-1,Acme,10.00\nDX-2," + "x" * 200_000 + ",5.00\nDX-3,B,1\n"
     parsed = parse_csv(text.encode(), make_tenants().get("acme-uk"))

@@ -12,7 +12,7 @@ from adapters.dext.links import document_reference, parse_reference
 from adapters.documents import DocumentFetcher
 from domain.errors import Reason, StageError
 from domain.models import DocumentRef
-from tests.unit.dext.support import make_tenants
+from tests.support import make_tenants
 
 TENANTS = make_tenants()
 ACME = TENANTS.get("acme-uk")

@@ -1,4 +1,4 @@
-"""Intacct errors mapped to DESIGN §5 reasons, explained in Sage's words, support id kept."""
+"""Intacct errors mapped to failure reasons, explained in Sage's words, support id kept."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sage's answers mapped to DESIGN §5 reasons."""
+"""Sage's answers mapped to failure reasons."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""One module per command (or family); each registers itself on ``streams.cli.base`` groups."""

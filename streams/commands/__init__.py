@@ -1,1 +1,0 @@
-"""One module per command (or family); each registers itself on ``streams.cli_base`` groups."""

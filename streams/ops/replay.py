@@ -1,0 +1,149 @@
+"""Replay: put parked items back on the topic of the stage that failed, attempt + 1.
+
+An item is parked when its latest failure is newer (by attempt) than anything it reached in
+``attached``. Replaying a parked item re-publishes the exact input event the stage failed on,
+with a new attempt number; the stage's table then re-runs it instead of re-emitting the
+failure, and every earlier effect (vendor, bill) is found again rather than repeated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from domain.errors import RETRY_OF, Reason, Retry
+from domain.events import Envelope, Failure, Stage, event_id
+from streams.config import Settings
+from streams.kafka.eventlog import read_topics
+from streams.kafka.publish import Publisher
+
+
+@dataclass(frozen=True)
+class ReplayFilter:
+    reasons: frozenset[Reason] | None = None  # None = any reason that is ever retried
+    tenant: str | None = None
+    item: str | None = None
+    since: dt.datetime | None = None
+
+    def matches(self, event: Envelope) -> bool:
+        failure = event.data
+        assert isinstance(failure, Failure)
+        if failure.input is None:
+            return False  # an unreadable record: nothing to send back
+        if self.reasons is None:
+            # "any" means any reason worth retrying: a duplicate is replayed only by name.
+            wanted = RETRY_OF[failure.reason] is not Retry.NEVER
+        else:
+            wanted = failure.reason in self.reasons
+        return (
+            wanted
+            and (self.tenant is None or event.tenant == self.tenant)
+            and (self.item is None or event.subject == self.item)
+            and (self.since is None or event.time >= self.since)
+        )
+
+
+@dataclass
+class ReplayReport:
+    matched: int = 0
+    sent: int = 0
+    dry_run: bool = False
+    items: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "matched": self.matched,
+            "sent": self.sent,
+            "dry_run": self.dry_run,
+            "items": self.items,
+        }
+
+
+def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """``2026-11-01``, ``2026-11-01T09:00:00Z``, or relative ``90m``, ``2h``, ``7d``."""
+    now = now or dt.datetime.now(dt.UTC)
+    rel = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text)
+    if rel:
+        n, unit = int(rel.group(1)), rel.group(2)
+        seconds = n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+        return now - dt.timedelta(seconds=seconds)
+    try:
+        parsed = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r}: use an ISO date/time (2026-11-01T09:00Z) or 90m, 2h, 7d"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def still_parked(failures: Iterable[Envelope], attached: Iterable[Envelope]) -> list[Envelope]:
+    """The latest failure of each item that has not reached attached since."""
+    latest: dict[str, Envelope] = {}
+    for ev in failures:
+        seen = latest.get(ev.subject)
+        if seen is None or (ev.attempt, ev.time) >= (seen.attempt, seen.time):
+            latest[ev.subject] = ev
+    done_at: dict[str, int] = {}
+    for ev in attached:
+        done_at[ev.subject] = max(done_at.get(ev.subject, 0), ev.attempt)
+    return [ev for key, ev in sorted(latest.items()) if ev.attempt > done_at.get(key, 0)]
+
+
+def replay_event(failed: Envelope) -> tuple[Envelope, Stage]:
+    """The input the stage failed on, as attempt + 1, caused by the failure."""
+    failure = failed.data
+    assert isinstance(failure, Failure)
+    original = failure.input
+    assert original is not None, "an unreadable record is never replayed"
+    attempt = failed.attempt + 1
+    event = original.model_copy(
+        update={
+            "id": event_id(original.subject, original.stage, attempt),
+            "attempt": attempt,
+            "time": dt.datetime.now(dt.UTC),
+            "causationid": failed.id,
+            "source": "replay",
+        }
+    )
+    return event, failure.stage
+
+
+async def parked_items(settings: Settings, kafka_url: str, flt: ReplayFilter) -> list[Envelope]:
+    failures = [x.event async for x in read_topics(kafka_url, [settings.topic(Stage.FAILED)])]
+    attached = [x.event async for x in read_topics(kafka_url, [settings.topic(Stage.ATTACHED)])]
+    return [ev for ev in still_parked(failures, attached) if flt.matches(ev)]
+
+
+async def replay(
+    settings: Settings,
+    kafka_url: str,
+    flt: ReplayFilter,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReplayReport:
+    matched = await parked_items(settings, kafka_url, flt)
+    report = ReplayReport(matched=len(matched), dry_run=dry_run)
+    for ev in matched:
+        failure = ev.data
+        assert isinstance(failure, Failure)
+        report.items.append(
+            {
+                "item": ev.subject,
+                "reason": failure.reason.value,
+                "stage": failure.stage.value,
+                "attempt": str(ev.attempt + 1),
+            }
+        )
+    if dry_run or not matched:
+        return report
+    async with Publisher(settings, kafka_url) as publisher:
+        for i, ev in enumerate(matched, start=1):
+            event, stage = replay_event(ev)
+            await publisher.send(event, stage)
+            report.sent = i
+            if progress:
+                progress(i, len(matched))
+    return report

@@ -1,0 +1,128 @@
+"""The stage functions: plain async functions over ports, no Faust, no Kafka.
+
+Each takes the input payload and a ``StageContext`` and returns the next payload, or raises
+``StageError`` with a failure reason (``domain.errors.Reason``). Idempotency, retries and
+topics are the caller's business (``streams.pipeline.idempotency``), so tests call these
+directly with fakes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from domain.errors import Reason, StageError
+from domain.events import Received, Work
+from domain.models import DraftBill, split_item_key
+from domain.ports import DocumentSource, Ledger
+from domain.tenants import Tenant
+from domain.validation import validate_item
+
+
+@dataclass
+class StageContext:
+    tenant: Tenant
+    ledger: Ledger
+    documents: DocumentSource
+    received_at: dt.datetime
+    subject: str
+    today: dt.date = field(default_factory=dt.date.today)
+
+
+async def validate(data: Received, ctx: StageContext) -> Work:
+    """Dext item -> clean invoice + coded draft bill, or every problem at once."""
+    _, dext_id = split_item_key(ctx.subject)
+    result = validate_item(data.item, ctx.tenant, today=ctx.today)
+    if not result.ok or result.invoice is None or result.bill is None:
+        reason = result.reason or Reason.VALIDATION
+        summary = "; ".join(p.message for p in result.problems[:3])
+        more = len(result.problems) - 3
+        if more > 0:
+            summary += f" (and {more} more)"
+        raise StageError(reason, summary or "the item is not valid", problems=result.problems)
+    if str(result.invoice.dext_id) != dext_id:
+        raise StageError(
+            Reason.VALIDATION,
+            f"The item id {result.invoice.dext_id!r} does not match its key {ctx.subject!r}.",
+        )
+    invoice = result.invoice
+    if data.document is not None:
+        # The source resolved where the document really is (a local path, a signed URL);
+        # that wins over whatever the item's own fields say.
+        invoice = invoice.model_copy(update={"document": data.document})
+    return Work(invoice=invoice, bill=result.bill, received_at=ctx.received_at)
+
+
+async def resolve_vendor(work: Work, ctx: StageContext) -> Work:
+    """Find the supplier in the ledger by normalised name or tax number; create it if allowed."""
+    bill = work.bill
+    vendor = await ctx.ledger.find_vendor(bill.vendor_name, tax_number=bill.vendor_tax_number)
+    notes = list(work.notes)
+    if vendor is None:
+        if not ctx.tenant.auto_create_vendors:
+            raise StageError(
+                Reason.VENDOR_NOT_FOUND,
+                f"Supplier {bill.vendor_name!r} is not in {ctx.tenant.ledger.company} and "
+                f"auto-create is off for tenant {ctx.tenant.id}.",
+            )
+        vendor = await ctx.ledger.create_vendor(bill.vendor_name, tax_number=bill.vendor_tax_number)
+        notes.append(f"vendor {vendor.id} created")
+    return work.model_copy(update={"vendor": vendor, "notes": notes})
+
+
+async def create_bill(work: Work, ctx: StageContext) -> Work:
+    """Post the draft bill once: adopt our own, refuse another channel's, honour periods."""
+    assert work.vendor is not None, "create_bill needs a resolved vendor"
+    bill, notes = work.bill, list(work.notes)
+    # The lookup comes first on every try, so a retry after an uncertain write, or a crash
+    # between Sage's answer and our table, adopts the bill instead of posting it again.
+    existing = await ctx.ledger.find_bill(work.vendor.id, bill.number, credit_note=bill.credit_note)
+    if existing is not None:
+        if existing.item_key != bill.item_key:
+            raise StageError(
+                Reason.DUPLICATE,
+                f"{'Credit note' if bill.credit_note else 'Bill'} {bill.number} from "
+                f"{bill.vendor_name} already exists in {ctx.tenant.ledger.company} as "
+                f"{existing.id}, not posted by this item; it was not posted again.",
+                detail={"bill_id": existing.id, "existing_item_key": existing.item_key},
+            )
+        notes.append(f"adopted bill {existing.id} created earlier for this item")
+        return work.model_copy(update={"ledger_bill": existing, "notes": notes})
+    try:
+        created = await ctx.ledger.create_draft_bill(work.vendor, bill)
+    except StageError as err:
+        if err.reason is not Reason.PERIOD_CLOSED or ctx.tenant.closed_period != "redate":
+            raise
+        redated = await _redated(bill, ctx)
+        if redated is None:
+            raise
+        created = await ctx.ledger.create_draft_bill(work.vendor, redated)
+        notes.append(
+            f"period of {bill.date.isoformat()} is closed: posted on {redated.date.isoformat()}"
+        )
+        bill = redated
+    return work.model_copy(update={"ledger_bill": created, "bill": bill, "notes": notes})
+
+
+async def _redated(bill: DraftBill, ctx: StageContext) -> DraftBill | None:
+    day = await ctx.ledger.next_open_day(bill.date)
+    if day is None or day == bill.date:
+        return None
+    return bill.model_copy(update={"date": day, "due_date": max(bill.due_date, day)})
+
+
+async def attach(work: Work, ctx: StageContext) -> Work:
+    """Attach the original document, exactly one per bill, found before uploading again."""
+    assert work.ledger_bill is not None, "attach needs a bill"
+    existing = await ctx.ledger.find_attachment(work.ledger_bill)
+    if existing is not None:
+        return work.model_copy(update={"attachment": existing})
+    ref = work.invoice.document
+    if ref is None:
+        raise StageError(
+            Reason.DOCUMENT_UNAVAILABLE,
+            f"Item {work.invoice.dext_id} has no original document to attach.",
+        )
+    document = await ctx.documents.fetch(ref, ctx.tenant)
+    attachment = await ctx.ledger.attach_document(work.ledger_bill, document)
+    return work.model_copy(update={"attachment": attachment})
