@@ -53,9 +53,12 @@ fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz.run
 
 ## 2,000 invoices per ledger through flaky sandboxes, 20 SIGKILLs and a broker restart each;
-## lost and doubled must be 0 (KAFKA=genuine for Apache Kafka).
+## lost and doubled must be 0 (KAFKA=genuine for Apache Kafka; CHAOS_ITEMS, CHAOS_KILLS for less).
+CHAOS_ITEMS ?= 2000
+CHAOS_KILLS ?= 20
 chaos: $(STAMP)
-	$(BIN)/python -m tests.chaos.run $(if $(filter genuine,$(KAFKA)),--genuine,)
+	$(BIN)/python -m tests.chaos.run --items $(CHAOS_ITEMS) --kills $(CHAOS_KILLS) \
+		$(if $(filter genuine,$(KAFKA)),--genuine,)
 
 ## 100,000 generated invoices through validation and the local ledger, 5,000 through each
 ## sandbox: every bill adds up to its invoice to the minor unit, no float on the way.
