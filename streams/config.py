@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     topic_prefix: str = "ap."
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    # The stage topics are the audit trail and what replay reads: kept for ever (-1) unless
+    # set, instead of the cluster's default (7 days on Apache Kafka).
+    topic_retention_ms: int = Field(
+        default=-1, ge=-1, description="retention.ms of the stage topics; -1 = for ever"
+    )
     data_dir: Path = Path(".billstream")
     tenants_file: Path = REPO_ROOT / "tenants.example.toml"
     document_dirs: list[Path] = Field(default_factory=lambda: [SAMPLES_DIR])

@@ -1,14 +1,20 @@
-"""Topic names and their creation, up front, with the configured partition count.
+"""Topic names and their creation, up front, with the configured partition count and an
+explicit retention.
 
 Faust only creates its own internal topics; ours must exist before a worker starts, with
-the same partition count as the tables (a mismatch crash-loops agents: reference/brokers.md).
+the same partition count as the tables (a mismatch crash-loops agents). The stage topics are
+the audit log, so they are created with their own ``retention.ms`` (for ever by default),
+never the cluster's default, and ``retention_problems`` says when an existing one would
+delete what audit and replay read.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from adapters.dext.cursor import KafkaCursorStore
@@ -34,11 +40,58 @@ async def ensure_topics(settings: Settings, kafka_url: str) -> list[str]:
             # Another process may win the race; the topics then exist, which is all we need.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(n, settings.partitions, settings.replication_factor) for n in wanted]
+                    [
+                        NewTopic(
+                            n,
+                            settings.partitions,
+                            settings.replication_factor,
+                            topic_configs=stage_topic_configs(settings),
+                        )
+                        for n in wanted
+                    ]
                 )
         return wanted
     finally:
         await admin.close()
+
+
+def stage_topic_configs(settings: Settings) -> dict[str, str]:
+    """What every stage topic is created with: time retention as configured, no size limit."""
+    return {"retention.ms": str(settings.topic_retention_ms), "retention.bytes": "-1"}
+
+
+def retention_problems(settings: Settings, configs: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """Stage topics whose retention would delete events audit and replay still need.
+
+    ``configs`` maps a topic to its configuration (``retention.ms``, ``retention.bytes``,
+    ``cleanup.policy``) as the broker describes it.
+    """
+    wanted = settings.topic_retention_ms
+    problems = []
+    for name in topic_names(settings).values():
+        config = configs.get(name, {})
+        ms = int(config.get("retention.ms", "-1"))
+        if ms >= 0 and (wanted < 0 or ms < wanted):
+            days = ms / 86_400_000
+            keep = "for ever" if wanted < 0 else f"{wanted / 86_400_000:g} days"
+            problems.append(f"{name} deletes events after {days:g} days (wanted: {keep})")
+        if int(config.get("retention.bytes", "-1")) >= 0:
+            problems.append(f"{name} deletes events past {config['retention.bytes']} bytes")
+        if "compact" in config.get("cleanup.policy", "delete"):
+            problems.append(f"{name} is compacted: older events of an item would be dropped")
+    return problems
+
+
+async def describe_topics(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> dict[str, dict[str, str]]:
+    """Each topic's configuration as the broker holds it, by name."""
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    out: dict[str, dict[str, str]] = {}
+    for response in await admin.describe_configs(resources):
+        for _error, _message, _kind, name, entries in response.resources:
+            out[name] = {entry[0]: entry[1] for entry in entries if entry[1] is not None}
+    return out
 
 
 def cursor_store(settings: Settings, kafka_url: str) -> KafkaCursorStore:

@@ -122,7 +122,7 @@ async def _line(name: str, tenant: str | None, work: Awaitable[Check]) -> Check:
 
 async def check_kafka(settings: Settings) -> Check:
     from streams.kafka.broker import noida_binary
-    from streams.kafka.topics import topic_names
+    from streams.kafka.topics import describe_topics, retention_problems, topic_names
 
     if not settings.kafka_url:
         try:
@@ -155,6 +155,8 @@ async def check_kafka(settings: Settings) -> Check:
     try:
         await asyncio.wait_for(admin.start(), 15)
         existing = set(await asyncio.wait_for(admin.list_topics(), 15))
+        present = [n for n in topic_names(settings).values() if n in existing]
+        configs = await asyncio.wait_for(describe_topics(admin, present), 15) if present else {}
     except Exception as exc:
         return Check(
             None,
@@ -175,11 +177,27 @@ async def check_kafka(settings: Settings) -> Check:
             "Start a worker (billstream worker): it creates them with "
             f"{settings.partitions} partitions.",
         )
+    short = retention_problems(settings, configs)
+    if short:
+        return Check(
+            None,
+            "kafka",
+            "fail",
+            "; ".join(short),
+            "The stage topics are the audit log and what replay reads: set retention.ms to -1 "
+            "(or BILLSTREAM_TOPIC_RETENTION_MS) and retention.bytes to -1 on them "
+            "(kafka-configs.sh --alter --add-config).",
+        )
+    keep = (
+        "for ever"
+        if settings.topic_retention_ms < 0
+        else f"{settings.topic_retention_ms / 86_400_000:g} days"
+    )
     return Check(
         None,
         "kafka",
         "ok",
-        f"{settings.kafka_url}: the six {settings.topic_prefix}* topics exist",
+        f"{settings.kafka_url}: the six {settings.topic_prefix}* topics exist, events kept {keep}",
     )
 
 
