@@ -260,7 +260,13 @@ class PushEndpoint:
             return _refuse(
                 415, "unsupported_media_type", "send the items as JSON (application/json)"
             )
-        body = await self._read_body(request)
+        try:
+            body = await self._read_body(request)
+        except ConnectionResetError:
+            # The client hung up mid-body: nothing was accepted, nobody reads the answer, and
+            # a stranger's dropped connection is not worth a traceback in the log.
+            log.info("push: the client closed the connection before the body ended")
+            return _refuse(400, "incomplete_body", "the connection closed before the body ended")
         if body is None:
             return _refuse(
                 413, "too_large", f"the body is over the {self.max_body_bytes} bytes cap"

@@ -5,7 +5,9 @@ Each case below was a 500 or a 503 ("send it again") before, found by fuzzing th
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -129,3 +131,29 @@ async def test_an_id_with_a_trailing_space_is_the_same_item(push: Push) -> None:
     assert (same.status_code, same.json()["status"]) == (202, "duplicate")
     assert push.sink.keys == ["acme-uk:COLLIDE-1"]
     assert push.sink.events[0].data.item["id"] == "COLLIDE-1"
+
+
+async def test_a_client_that_hangs_up_mid_body_leaves_no_traceback(
+    push: Push, caplog: pytest.LogCaptureFixture
+) -> None:
+    # make fuzz met this: a body cut short by the client logged aiohttp's "Error handling
+    # request" with a ConnectionResetError traceback.
+    url = httpx.URL(push.url)
+    body = b'{"items": [' + b" " * 2000
+    headers = signed_headers("acme-uk", SECRET, body + b"]}")
+    lines = [f"POST {url.raw_path.decode()} HTTP/1.1", f"Host: {url.host}:{url.port}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines += ["Content-Length: 100000", "", ""]
+    with caplog.at_level(logging.INFO):
+        _reader, writer = await asyncio.open_connection(url.host, url.port)
+        writer.write("\r\n".join(lines).encode() + body)
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        for _ in range(100):  # until the server has read up to the hang-up
+            if any("closed the connection" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.02)
+    assert any("closed the connection" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert (await push.send(b'{"items": []}')).status_code < 500  # still serving
