@@ -12,6 +12,7 @@ import datetime as dt
 import re
 
 from domain.locales import DateOrder
+from domain.text import shown
 
 # Years outside this range are typos or OCR noise ("0226", "20026"), not old invoices.
 MIN_YEAR, MAX_YEAR = 1900, 2199
@@ -70,12 +71,14 @@ class DateError(ValueError):
 
 def _make(year: int, month: int, day: int, original: str) -> dt.date:
     if not MIN_YEAR <= year <= MAX_YEAR:
-        raise DateError("invalid_date", f"{original!r} has the year {year}, which is not plausible")
+        raise DateError(
+            "invalid_date", f"{shown(original)} has the year {year}, which is not plausible"
+        )
     try:
         return dt.date(year, month, day)
     except ValueError:
         why = f"{_month_name(month)} has no day {day}" if 1 <= month <= 12 else "no such month"
-        raise DateError("invalid_date", f"{original!r} is not a real date: {why}") from None
+        raise DateError("invalid_date", f"{shown(original)} is not a real date: {why}") from None
 
 
 def _year(text: str) -> int:
@@ -104,7 +107,7 @@ def parse_date(value: object, order: DateOrder | None) -> dt.date:
             return _make(_year(m["y"]), month, int(m["d"]), original)
     raise DateError(
         "invalid_date",
-        f"{original!r} is not a date; use YYYY-MM-DD"
+        f"{shown(original)} is not a date; use YYYY-MM-DD"
         + (f" or the tenant's {_ORDER_LABEL[order]} form" if order else ""),
     )
 
@@ -113,7 +116,7 @@ def _numeric(a: str, b: str, c: str, order: DateOrder | None, original: str) -> 
     if len(a) == 4:  # 2026/04/03: year-first is never read any other way
         return _make(int(a), int(b), int(c), original)
     if len(c) not in (2, 4) or len(a) > 2:
-        raise DateError("invalid_date", f"{original!r} is not a date; use YYYY-MM-DD")
+        raise DateError("invalid_date", f"{shown(original)} is not a date; use YYYY-MM-DD")
     year, first, second = _year(c), int(a), int(b)
     if order is DateOrder.DMY:
         return _ordered(year, second, first, order, original)
@@ -125,10 +128,10 @@ def _numeric(a: str, b: str, c: str, order: DateOrder | None, original: str) -> 
     if len(readings) == 1:
         return readings.pop()
     if not readings:
-        raise DateError("invalid_date", f"{original!r} is not a real date either way round")
+        raise DateError("invalid_date", f"{shown(original)} is not a real date either way round")
     raise DateError(
         "ambiguous_date",
-        f"{original!r} could be {first} {_month_name(second)} or {second} {_month_name(first)}"
+        f"{shown(original)} could be {first} {_month_name(second)} or {second} {_month_name(first)}"
         + (
             " and the tenant has no locale saying which; write it as YYYY-MM-DD or set the "
             "tenant's locale"
@@ -144,7 +147,7 @@ def _ordered(year: int, month: int, day: int, order: DateOrder, original: str) -
     except DateError as exc:
         raise DateError(
             "invalid_date",
-            f"{original!r} is not a real date read {_ORDER_LABEL[order]}, as the tenant's "
+            f"{shown(original)} is not a real date read {_ORDER_LABEL[order]}, as the tenant's "
             "locale says; correct it or write it as YYYY-MM-DD",
         ) from exc
 

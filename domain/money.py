@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer
 
 from domain.locales import DecimalSeparator
+from domain.text import shown
 
 # ISO 4217 active codes whose minor unit is not 2. Everything else in ISO_4217 has 2.
 _MINOR_UNITS_NOT_2: dict[str, int] = {
@@ -356,7 +357,7 @@ def _read_number(number: str, decimal: DecimalSeparator | None, indian: bool) ->
         if as_point is None:
             hint = " (it looks written with a decimal comma)" if as_comma is not None else ""
             raise AmountError(
-                "invalid_amount", f"{number!r} is not an amount written like 1,234.56{hint}"
+                "invalid_amount", f"{shown(number)} is not an amount written like 1,234.56{hint}"
             )
         return as_point
     if decimal == ",":
@@ -365,22 +366,22 @@ def _read_number(number: str, decimal: DecimalSeparator | None, indian: bool) ->
         if as_comma is not None and as_point is not None and as_comma != as_point:
             raise AmountError(
                 "ambiguous_amount",
-                f"{number!r} could be {as_point} or {as_comma}; write it without a "
+                f"{shown(number)} could be {as_point} or {as_comma}; write it without a "
                 f"thousands separator (e.g. {as_comma} or {str(as_point).replace('.', ',')})",
             )
         found = as_comma if as_comma is not None else as_point
         if found is None:
-            raise AmountError("invalid_amount", f"{number!r} is not an amount like 1.234,56")
+            raise AmountError("invalid_amount", f"{shown(number)} is not an amount like 1.234,56")
         return found
     if as_point is not None and as_comma is not None and as_point != as_comma:
         raise AmountError(
             "ambiguous_amount",
-            f"{number!r} could be {as_point} or {as_comma} and the tenant has no locale; "
+            f"{shown(number)} could be {as_point} or {as_comma} and the tenant has no locale; "
             "set the tenant's locale or write the amount without a thousands separator",
         )
     found = as_point if as_point is not None else as_comma
     if found is None:
-        raise AmountError("invalid_amount", f"{number!r} is not an amount")
+        raise AmountError("invalid_amount", f"{shown(number)} is not an amount")
     return found
 
 
@@ -420,7 +421,7 @@ def parse_amount(
     if not text:
         raise AmountError("missing", "the amount is empty")
     if _NOT_FINITE.fullmatch(text):
-        raise AmountError("invalid_amount", f"{original!r} is not a finite amount")
+        raise AmountError("invalid_amount", f"{shown(original)} is not a finite amount")
     negative = text.startswith("(") and text.endswith(")")
     if negative:
         text = text[1:-1].strip()
@@ -429,7 +430,7 @@ def parse_amount(
         return _bounded(-amount if negative else amount, original)
     matches = list(_NUMBER.finditer(text))
     if len(matches) != 1:
-        raise AmountError("invalid_amount", f"{original!r} is not an amount")
+        raise AmountError("invalid_amount", f"{shown(original)} is not an amount")
     found = matches[0]
     signs = 1 if negative else 0  # brackets are a sign: "(-12)" says minus twice
     markers: list[str] = []
@@ -443,18 +444,20 @@ def parse_amount(
             elif _marker_currencies(token) is not None:
                 markers.append(token)
             else:
-                raise AmountError("invalid_amount", f"{original!r} is not an amount")
+                raise AmountError("invalid_amount", f"{shown(original)} is not an amount")
     if signs > 1:
-        raise AmountError("invalid_amount", f"{original!r} has more than one sign")
+        raise AmountError("invalid_amount", f"{shown(original)} has more than one sign")
     if markers and not allow_currency:
-        raise AmountError("invalid_amount", f"{original!r} is a number, not an amount of money")
+        raise AmountError(
+            "invalid_amount", f"{shown(original)} is a number, not an amount of money"
+        )
     if currency:
         for marker in markers:
             named = _marker_currencies(marker) or frozenset()
             if named and currency.upper() not in named:
                 raise AmountError(
                     "currency_conflict",
-                    f"{original!r} is marked {marker}, but the item's currency is "
+                    f"{shown(original)} is marked {marker}, but the item's currency is "
                     f"{currency.upper()}",
                 )
     amount = _read_number(found.group().strip(), decimal, indian_grouping)
@@ -463,10 +466,12 @@ def parse_amount(
 
 def _bounded(amount: Decimal, original: str) -> Decimal:
     if abs(amount) >= MAX_AMOUNT:
-        raise AmountError("invalid_amount", f"{original!r} is too large to be an invoice amount")
+        raise AmountError(
+            "invalid_amount", f"{shown(original)} is too large to be an invoice amount"
+        )
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -_MAX_FRACTION_DIGITS:
-        raise AmountError("invalid_amount", f"{original!r} has too many decimal places")
+        raise AmountError("invalid_amount", f"{shown(original)} has too many decimal places")
     return amount
 
 
