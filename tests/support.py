@@ -4,10 +4,12 @@ memory, tenants, and (for the broker tiers) a test broker and a topic reader."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from adapters.dext.cursor import CursorState, Pending
 from domain.events import Envelope
@@ -157,3 +159,53 @@ def broker_for_test(data_dir: Path) -> Any:
     from streams.kafka.broker import EmbeddedBroker
 
     return EmbeddedBroker(data_dir).start()
+
+
+# --- waiting on a condition, not for a fixed time ---------------------------------------------
+
+T = TypeVar("T")
+
+
+def wait_until(
+    condition: Callable[[], T],
+    within: float,
+    what: str | Callable[[], str],
+    *,
+    interval: float = 0.05,
+) -> T:
+    """Poll ``condition`` every ``interval`` seconds until it returns something truthy, and
+    return that; after ``within`` seconds fail the test: "timed out after 30s waiting for
+    <what>" (``what`` may be a function, called then, to tell what was seen instead)."""
+    deadline = time.monotonic() + within
+    while True:
+        got = condition()
+        if got:
+            return got
+        if time.monotonic() >= deadline:
+            raise AssertionError(_timed_out(within, what))
+        time.sleep(interval)
+
+
+async def wait_until_async(
+    condition: Callable[[], T | Awaitable[T]],
+    within: float,
+    what: str | Callable[[], str],
+    *,
+    interval: float = 0.05,
+) -> T:
+    """``wait_until`` on the running loop: ``condition`` may be a coroutine function, and the
+    loop goes on between polls. Returns right after a true check, without yielding first."""
+    deadline = time.monotonic() + within
+    while True:
+        got = condition()
+        if inspect.isawaitable(got):
+            got = await got
+        if got:
+            return got  # type: ignore[return-value]
+        if time.monotonic() >= deadline:
+            raise AssertionError(_timed_out(within, what))
+        await asyncio.sleep(interval)
+
+
+def _timed_out(within: float, what: str | Callable[[], str]) -> str:
+    return f"timed out after {within:g}s waiting for {what if isinstance(what, str) else what()}"

@@ -6,7 +6,6 @@ watchdog seeks the partition back and it is read again."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,12 @@ from tests.integration.helpers import (
     stop_process,
     wait_terminal,
 )
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 FAULTS = Path(__file__).parent / "faults"
+DROPPED = "fault: dropped the fetched records"  # what faults/sitecustomize.py prints
 
 
 def run_with_a_dropped_batch(isolated: Settings, halves: bool) -> str:
@@ -39,9 +40,14 @@ def run_with_a_dropped_batch(isolated: Settings, halves: bool) -> str:
     worker = pipeline.start_worker("worker.log")
     try:
         if halves:
-            # More records of each partition come after the drop.
+            # More records of each partition come after the drop: sent once it has happened.
             asyncio.run(publish(pipeline.settings, events[:20]))
-            time.sleep(3)
+            log_path = Path(pipeline.settings.data_dir) / "worker.log"
+            wait_until(
+                lambda: DROPPED in log_path.read_text("utf-8", "replace"),
+                120,
+                "the worker to drop its first fetched batch (BILLSTREAM_FAULT)",
+            )
             asyncio.run(publish(pipeline.settings, events[20:]))
         else:
             asyncio.run(publish(pipeline.settings, events))
@@ -56,7 +62,7 @@ def run_with_a_dropped_batch(isolated: Settings, halves: bool) -> str:
         stop_process(worker)
         pipeline.stop()
     log = (Path(pipeline.settings.data_dir) / "worker.log").read_text()
-    assert "fault: dropped the fetched records" in log, "the fault was not injected"
+    assert DROPPED in log, "the fault was not injected"
     expected = expected_outcomes(items)
     got = {}
     for key in expected:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from streams.demo import Terminal, stop_process, write_tenants
 from streams.demo import start_worker as start_worker_process
 from streams.kafka.publish import Publisher, received_event
 from streams.kafka.topics import ensure_topics
+from tests.support import wait_until
 
 
 @dataclass
@@ -47,10 +48,17 @@ class Rig:
         log_path = Path(self.settings.data_dir) / log_name
         before = log_path.stat().st_size if log_path.exists() else 0
         proc.send_signal(signal.SIGUSR1)
-        time.sleep(2)
-        with open(log_path, "rb") as log:
-            log.seek(before)
-            text = log.read().decode(errors="replace")
+
+        def since_signal() -> str:
+            with open(log_path, "rb") as log:
+                log.seek(before)
+                return log.read().decode(errors="replace")
+
+        # The consumer's part is written last, in one write. Part of a failure message: a
+        # dump that never comes is reported below, not raised over the test's own failure.
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: "consumer:" in since_signal(), 10, f"{log_name}'s SIGUSR1 dump")
+        text = since_signal()
         start = text.find("consumer:")
         return text[start:] if start >= 0 else f"{log_name}: no dump written\n{text[-2000:]}"
 

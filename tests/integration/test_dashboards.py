@@ -19,6 +19,7 @@ or label value fails the check.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import math
 import re
@@ -36,6 +37,7 @@ import yaml
 from streams.config import REPO_ROOT, Settings
 from streams.demo import DemoOptions, DemoResult, run_demo
 from tests.debian import ensure_debian
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -47,6 +49,7 @@ ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
 # "All" tenants is the regex .*. The check widens the rate interval to the whole run (see
 # check_everything).
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$tenant": ".*"}
+NEVER = "0001-01-01T00:00:00Z"  # Prometheus's lastEvaluation of a rule not evaluated yet
 
 
 def ensure_prometheus() -> str:
@@ -169,16 +172,15 @@ class Prometheus:
             self.proc = subprocess.Popen(
                 self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log()
-            try:
-                if self.http.get("/-/ready").status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"Prometheus did not get ready: {self.log()}")
+        wait_until(self._ready, 30, lambda: f"Prometheus to get ready: {self.log()}", interval=0.2)
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, self.log()
+        try:
+            return self.http.get("/-/ready").status_code == 200
+        except httpx.TransportError:
+            return False
 
     def __exit__(self, *exc: object) -> None:
         self.http.close()
@@ -201,23 +203,45 @@ class Prometheus:
 
     def wait_for_scrape_after(self, moment: float, timeout: float = 30.0) -> float:
         """Until a scrape that started after ``moment`` is stored; returns its time."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def scraped() -> float | None:
             body = self.query('timestamp(up{job="billstream"} == 1)', time.time())
             result = body.get("data", {}).get("result", [])
-            if result and float(result[0]["value"][1]) > moment:
-                return float(result[0]["value"][1])
-            time.sleep(0.3)
-        raise TimeoutError(f"no scrape of the worker after the run: {self.log()}")
+            at = float(result[0]["value"][1]) if result else 0.0
+            return at if at > moment else None
+
+        return wait_until(
+            scraped,
+            timeout,
+            lambda: f"a scrape of the worker after the run: {self.log()}",
+            interval=0.3,
+        )
 
     def wait_for_first_scrape(self, timeout: float = 60.0) -> None:
         """Until the worker has answered a scrape: its zeros are the baseline of every rate()."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if series(self.query('up{job="billstream"} == 1', time.time())):
-                return
-            time.sleep(0.3)
-        raise TimeoutError(f"the worker was never scraped: {self.log()}")
+        wait_until(
+            lambda: series(self.query('up{job="billstream"} == 1', time.time())),
+            timeout,
+            lambda: f"a first scrape of the worker: {self.log()}",
+            interval=0.3,
+        )
+
+    def wait_for_rules_evaluated_after(self, moment: float, timeout: float = 30.0) -> None:
+        """Until every rule has been evaluated again after ``moment`` (a wall-clock time)."""
+
+        def evaluated() -> bool:
+            rules = self.rules()
+            return bool(rules) and all(
+                dt.datetime.fromisoformat(rule.get("lastEvaluation", NEVER)).timestamp() > moment
+                for rule in rules
+            )
+
+        wait_until(
+            evaluated,
+            timeout,
+            lambda: f"an evaluation of every rule after {moment:.3f}: {self.log()}",
+            interval=0.3,
+        )
 
     def rules(self) -> list[dict[str, Any]]:
         groups = self.http.get("/api/v1/rules").json()["data"]["groups"]
@@ -247,8 +271,10 @@ def check_everything(prom: Prometheus, started: float, finished: float) -> dict[
     # counted when the replayed events arrive) has them once two scrapes (2 s apart)
     # followed the end.
     at = prom.wait_for_scrape_after(finished + 4.5)
-    # Rules are evaluated every second: give them one evaluation over the final data.
-    time.sleep(1.5)
+    # Rules are evaluated every second: wait for an evaluation over the final data. That scrape
+    # is stored by now; an evaluation started over an interval later is of a later tick, even
+    # if Prometheus ran it late.
+    prom.wait_for_rules_evaluated_after(time.time() + 1.0)
     problems: list[str] = []
     report: dict[str, Any] = {"dashboard": [], "template": [], "alerts": []}
 

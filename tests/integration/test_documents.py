@@ -86,7 +86,7 @@ async def server() -> AsyncIterator[str]:
         raise web.HTTPNotFound()
 
     async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(2)
+        await asyncio.sleep(2)  # the scenario: a source slower than the fetcher's 0.5 s deadline
         return web.Response(body=PDF)
 
     async def flaky(request: web.Request) -> web.Response:

@@ -15,7 +15,6 @@ import email.policy
 import ipaddress
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -39,6 +38,7 @@ from adapters.notify import (
 )
 from domain.errors import Reason
 from domain.tenants import EmailNotify, parse_tenants
+from tests.support import wait_until as wait_until  # test_notify_pipeline takes it from here
 
 SMTP_USER = "billstream-relay"
 SMTP_PASSWORD = "relay-password-for-tests"
@@ -219,15 +219,6 @@ class SlackReceiver:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
-
-
-def wait_until(condition: Any, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
 
 
 # -- the channels against them ----------------------------------------------------------------

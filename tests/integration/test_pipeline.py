@@ -22,6 +22,7 @@ from tests.integration.helpers import (
     stop_process,
     wait_terminal,
 )
+from tests.support import wait_until, wait_until_async
 
 pytestmark = [pytest.mark.broker]
 
@@ -105,15 +106,16 @@ async def _wait_for_count(settings: Settings, stage: Stage, n: int, within: floa
         parts = (await topic_partitions(str(settings.kafka_url), [topic]))[topic]
         tps = [TopicPartition(topic, p) for p in parts]
         assert tps, f"{topic} has no partitions"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while True:
+        total = 0
+
+        async def reached() -> bool:
+            nonlocal total
             total = sum((await consumer.end_offsets(tps)).values())
-            if total >= n:
-                return
-            if loop.time() > deadline:
-                raise TimeoutError(f"{topic}: {total} of {n} events")
-            await asyncio.sleep(0.25)
+            return total >= n
+
+        await wait_until_async(
+            reached, within, lambda: f"{n} events on {topic} ({total} so far)", interval=0.25
+        )
     finally:
         await consumer.stop()
 
@@ -178,19 +180,25 @@ def test_failed_events_carry_reasons_a_person_can_act_on(isolated: Settings) -> 
 
 def test_sigusr1_prints_task_stacks_without_local_variables(isolated: Settings) -> None:
     import signal
-    import time
 
+    # At INFO the worker logs when it is ready; SIGUSR1 before its handler is set would end it.
+    isolated = isolated.model_copy(update={"log_level": "INFO"})
     prepare(isolated)
     worker = start_worker(isolated)
     log = isolated.data_dir / "worker.log"
+
+    def logged(text: str, since: int = 0) -> bool:
+        assert worker.poll() is None, f"the worker exited with {worker.returncode}"
+        return text in log.read_bytes()[since:].decode(errors="replace")
+
     try:
-        deadline = time.monotonic() + 60
-        while "Worker]: Ready" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: logged("Worker]: Ready"), 60, "the worker to log Ready")
+        before = log.stat().st_size
         worker.send_signal(signal.SIGUSR1)
-        time.sleep(1.5)
+        # The consumer's part is written last, after the tasks' await chains.
+        wait_until(lambda: logged("consumer:", before), 30, "the SIGUSR1 dump to be written")
         worker.send_signal(signal.SIGUSR2)  # mode would start pdb here; we must keep running
-        time.sleep(0.5)
+        wait_until(lambda: logged("SIGUSR2 ignored"), 30, "the worker to log SIGUSR2 ignored")
         assert worker.poll() is None
     finally:
         stop_process(worker)

@@ -23,9 +23,12 @@ from sandboxes.sage_accounting.harness import SandboxProcess
 REPO = Path(__file__).resolve().parents[2]
 
 
-def read_url(proc: subprocess.Popen[str], seen: list[str], timeout: float = 30) -> str:
+def read_url(
+    proc: subprocess.Popen[str], seen: list[str], timeout: float = 30
+) -> tuple[str, threading.Thread]:
     """The authorise URL from the command's stderr (read by a thread: no select on a
-    buffered pipe, which can hide a line already read into the buffer)."""
+    buffered pipe, which can hide a line already read into the buffer), and that thread,
+    which ends at the end of stderr."""
     assert proc.stderr is not None
     lines: queue.Queue[str] = queue.Queue()
     stderr = proc.stderr
@@ -35,7 +38,8 @@ def read_url(proc: subprocess.Popen[str], seen: list[str], timeout: float = 30) 
             seen.append(line)
             lines.put(line)
 
-    threading.Thread(target=pump, daemon=True).start()
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -45,7 +49,7 @@ def read_url(proc: subprocess.Popen[str], seen: list[str], timeout: float = 30) 
                 break
             continue
         if line.startswith("http"):
-            return line.strip()
+            return line.strip(), reader
     raise AssertionError("connect never printed the authorise URL")
 
 
@@ -94,7 +98,7 @@ url = "{sb.url}"
         )
         try:
             stderr_lines: list[str] = []
-            url = read_url(proc, stderr_lines)
+            url, reader = read_url(proc, stderr_lines)
             q = parse_qs(urlsplit(url).query)
             assert q["client_id"] == [creds["client_id"]] and q["response_type"] == ["code"]
             assert q["filter"] == ["apiv3.1"] and len(q["state"][0]) >= 20
@@ -108,7 +112,8 @@ url = "{sb.url}"
             assert done.status_code == 200 and "connected" in done.text
             out = proc.stdout.read() if proc.stdout else ""
             proc.wait(30)
-            time.sleep(0.2)  # let the reader thread take the last lines
+            reader.join(10)  # it takes the last lines, up to the end of stderr
+            assert not reader.is_alive(), "stderr did not reach its end 10 s after the exit"
             err = "".join(stderr_lines)
         finally:
             proc.kill()

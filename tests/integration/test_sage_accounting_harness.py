@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from domain.tenants import Tenant, parse_tenants
 from sandboxes.harness import ItemInventory, LedgerHarness, harness_for
 from sandboxes.sage_accounting.harness import SageAccountingHarness
 from tests.contract.ledger_contract import PDF
+from tests.support import wait_until
 
 TENANTS = """
 [tenants.acme-uk]
@@ -131,6 +131,16 @@ async def test_harness_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "sage-accounting" / "businesses.json").exists()
 
 
+def gone(pid: int) -> bool:
+    """The process has exited: reaped, or a zombie waiting for init to reap it."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] == "Z"
+    except (ProcessLookupError, FileNotFoundError):  # reaped, perhaps between the two
+        return True
+
+
 _PARENT = """
 import sys
 from sandboxes.sage_accounting.harness import SandboxProcess
@@ -155,17 +165,9 @@ def test_sandbox_dies_with_a_killed_parent() -> None:
         pid = int(parent.stdout.readline())
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(10)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split()[2] == "Z":  # exited, waiting for init to reap it
-                    break
-            time.sleep(0.1)
-        else:
+        try:
+            wait_until(lambda: gone(pid), 15, "the sandbox to exit after its parent", interval=0.1)
+        except AssertionError:
             os.kill(pid, signal.SIGKILL)
             pytest.fail("the sandbox outlived its parent")
     finally:

@@ -12,6 +12,7 @@ from aiokafka.consumer.fetcher import Fetcher
 
 from streams.config import Settings
 from streams.kafka import aiokafka_patches
+from tests.support import wait_until_async
 
 
 @pytest.fixture
@@ -69,7 +70,9 @@ def test_a_cancelled_fetch_ends_at_once(answers: list[bool]) -> None:
 
     async def go() -> bool:
         task = asyncio.create_task(aiokafka_patches._proc_fetch_request(fetcher(), None, 0, None))
-        await asyncio.sleep(0.01)
+        # The broker has answered (empty): the patch now holds the fetch for 100 ms.
+        await wait_until_async(lambda: not answers, 1, "the fetch to be answered", interval=0.001)
+        assert not task.done()
         task.cancel()
         return await asyncio.wait_for(task, 1)
 

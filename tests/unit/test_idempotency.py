@@ -90,7 +90,7 @@ async def test_concurrent_deliveries_of_one_item_do_the_work_once(ports: Ports) 
     async def slow_validate(data: Received, ctx: stages.StageContext) -> Work:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # slow work: the four other deliveries arrive meanwhile
         return await stages.validate(data, ctx)
 
     spec = StageSpec("validate", Stage.RECEIVED, Stage.VALIDATED, slow_validate)

@@ -19,6 +19,7 @@ from adapters.sage_accounting.budget import Budget
 from adapters.sage_accounting.client import SageAccountingClient
 from adapters.sage_accounting.oauth import Endpoints
 from sandboxes.intacct.sandbox import IntacctSandbox, SandboxConfig
+from tests.support import wait_until_async
 from tests.unit.intacct.test_client import CREDS, Gateway, Step, make_client, throttled
 
 
@@ -80,12 +81,15 @@ async def test_each_request_is_counted_by_status_and_timed(answer: Any, status: 
 
 
 async def test_a_cancelled_request_is_counted_as_cancelled() -> None:
+    arrived = asyncio.Event()
+
     async def handler(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(10)
+        arrived.set()
+        await asyncio.sleep(10)  # a server that never answers in time: cancelled first
         return httpx.Response(200)
 
     task = asyncio.create_task(_send(handler, "c-cancel"))
-    await asyncio.sleep(0.05)
+    await wait_until_async(arrived.is_set, 5, "the request to reach the server", interval=0.005)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

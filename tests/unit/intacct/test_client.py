@@ -26,6 +26,7 @@ from domain.models import Document
 from domain.tenants import LedgerConfig, Tenant
 from sandboxes.intacct.sandbox import IntacctSandbox, SandboxConfig
 from tests.contract.ledger_contract import PDF, draft
+from tests.support import wait_until_async
 
 BASE = "http://intacct.test"
 ENDPOINT = f"{BASE}/ia/xml/xmlgw.phtml"
@@ -179,6 +180,8 @@ async def test_session_is_renewed_before_its_timeout(gateway: Gateway) -> None:
     client = make_client(gateway)
     try:
         await client.execute([vendor_query()], write=False)
+        # The time passing is the scenario: the client reads time.monotonic() itself (no clock
+        # to hand it), and 0.8 s is past its renewal point (0.75 s) but short of the 1 s life.
         await asyncio.sleep(0.8)
         await client.execute([vendor_query()], write=False)
     finally:
@@ -531,10 +534,18 @@ async def test_a_cancelled_caller_does_not_block_the_others(gateway: Gateway) ->
     client = make_client(gateway, concurrency=1)
     try:
         await client.ensure_session()
+        sent = len(gateway.requests)
         slow = asyncio.create_task(client.execute([vendor_query()], write=False))
         await asyncio.sleep(0)
         queued = asyncio.create_task(client.execute([vendor_query()], write=False))
-        await asyncio.sleep(0.01)
+        # Cancelled while the slow one is at the gateway and it waits in the client's queue
+        # (it queued before the slow one's request could even be sent).
+        await wait_until_async(
+            lambda: gateway.in_flight == 1 and len(gateway.requests) == sent + 1,
+            5,
+            "the first request to reach the gateway",
+            interval=0.001,
+        )
         queued.cancel()
         assert (await slow)[0].ok
         assert (await client.execute([vendor_query()], write=False))[0].ok
@@ -682,7 +693,9 @@ async def test_closing_the_client_answers_callers_in_flight(gateway: Gateway) ->
     client = make_client(gateway)
     await client.ensure_session()
     pending = asyncio.create_task(client.execute([vendor_query()], write=True))
-    await asyncio.sleep(0.05)
+    await wait_until_async(
+        lambda: gateway.in_flight == 1, 5, "the write to reach the gateway", interval=0.005
+    )
     await client.aclose()
     with pytest.raises(LedgerError) as err:
         await asyncio.wait_for(pending, 2)
@@ -727,6 +740,8 @@ async def test_an_old_lookup_is_not_trusted(
     monkeypatch.setattr(caching, "MISS_TTL", 0.0)
     vendor = await ledger.create_vendor("Slow Pipeline Ltd")
     assert await ledger.find_bill(vendor.id, "SP-1") is None
+    # Time passing is the scenario: the cache reads time.monotonic() itself; with a TTL of 0
+    # any age is too old, and 10 ms is an age.
     await asyncio.sleep(0.01)
     start = len(gateway.requests)
     await ledger.create_draft_bill(vendor, draft(vendor.name, "SP-1"))
