@@ -37,13 +37,13 @@ from tests.integration.helpers import (
     stop_process,
     wait_terminal,
 )
-from tests.unit.test_notify_servers import (
+from tests.integration.test_notify_servers import (
     SMTP_PASSWORD,
     SMTP_USER,
     SlackReceiver,
     SmtpServer,
-    wait_until,
 )
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
