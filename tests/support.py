@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import shutil
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +17,7 @@ from adapters.dext.cursor import CursorState, Pending
 from domain.events import Envelope
 from domain.models import DocumentRef
 from domain.tenants import Tenants, parse_tenants
+from streams.config import REPO_ROOT, Settings
 from streams.kafka.publish import received_event
 
 
@@ -209,3 +212,34 @@ async def wait_until_async(
 
 def _timed_out(within: float, what: str | Callable[[], str]) -> str:
     return f"timed out after {within:g}s waiting for {what if isinstance(what, str) else what()}"
+
+
+def run_settings(
+    root: Path,
+    kafka_url: str | None,
+    name: str,
+    *,
+    tenants_from: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Settings for one test or run: its own topics, group and data folder under ``root``, a
+    copy of the tenants file (the example by default), fast group timing and retries.
+
+    The random suffix keeps runs apart on a shared Kafka (CI's, or a developer's).
+    """
+    run = uuid.uuid4().hex[:8]
+    tenants_file = root / "tenants.toml"
+    shutil.copy(tenants_from or REPO_ROOT / "tenants.example.toml", tenants_file)
+    values: dict[str, Any] = {
+        "kafka_url": kafka_url,
+        "topic_prefix": f"{name}-{run}.",
+        "app_id": f"billstream-{name}-{run}",
+        "data_dir": root / "data",
+        "tenants_file": tenants_file,
+        "partitions": 4,
+        "metrics_port": -1,
+        "session_timeout": 6.0,
+        "heartbeat_interval": 0.5,
+        "retry_max_seconds": 0.5,
+    }
+    return Settings(**(values | overrides))

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.kafka.topics import ensure_topics
 from streams.ops.replay import ReplayFilter, replay
 from tests.integration.helpers import Rig, events_for, publish, sample_items
+from tests.support import run_settings
 
 KAFKA_SH = REPO_ROOT / "tools" / "kafka" / "kafka.sh"
 
@@ -93,29 +93,11 @@ def harness_of(ledger: str) -> LedgerHarness:
     )
 
 
-def settings_for(root: Path, kafka_url: str) -> Settings:
-    run = uuid.uuid4().hex[:8]
-    tenants_file = root / "tenants.toml"
-    shutil.copy(REPO_ROOT / "tenants.example.toml", tenants_file)
-    return Settings(
-        kafka_url=kafka_url,
-        topic_prefix=f"chaos-{run}.",
-        app_id=f"billstream-chaos-{run}",
-        data_dir=root / "data",
-        tenants_file=tenants_file,
-        partitions=4,
-        metrics_port=-1,
-        session_timeout=6.0,
-        heartbeat_interval=0.5,
-        retry_max_seconds=0.5,
-    )
-
-
 def run_ledger(ledger: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     rng = random.Random(args.seed)
     broker = Broker(root / "broker", genuine=args.genuine)
     broker.start()
-    settings = settings_for(root, broker.url)
+    settings = run_settings(root, broker.url, "chaos")
     settings.data_dir.mkdir(parents=True)
     tenants = load_tenants(settings.tenants_file)
     harness = harness_of(ledger)

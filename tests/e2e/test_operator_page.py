@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from tests.integration.helpers import (
     stop_process,
     wait_terminal,
 )
+from tests.support import run_settings
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -85,22 +85,8 @@ def chromium() -> Path:
 def settings(tmp_path: Path) -> Iterator[Settings]:
     external = os.environ.get("BILLSTREAM_TEST_KAFKA_URL")
     broker = None if external else EmbeddedBroker(tmp_path / "broker").start()
-    run = uuid.uuid4().hex[:8]
-    tenants_file = tmp_path / "tenants.toml"
-    shutil.copy(REPO_ROOT / "tenants.example.toml", tenants_file)
     try:
-        yield Settings(
-            kafka_url=external or (broker.url if broker else None),
-            topic_prefix=f"web{run}.",
-            app_id=f"billstream-web-{run}",
-            data_dir=tmp_path / "data",
-            tenants_file=tenants_file,
-            partitions=4,
-            metrics_port=-1,
-            session_timeout=6.0,
-            heartbeat_interval=0.5,
-            retry_max_seconds=0.5,
-        )
+        yield run_settings(tmp_path, external or (broker.url if broker else None), "web")
     finally:
         if broker is not None:
             broker.stop()

@@ -18,7 +18,6 @@ import random
 import shutil
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from streams.kafka.broker import EmbeddedBroker
 from streams.kafka.publish import Publisher
 from tests.fuzz.hostile import Hostile, Item, hostile_headers
 from tests.integration.helpers import prepare
+from tests.support import run_settings
 
 SECRET = "fuzzing-secret-of-enough-length"
 TODAY_TENANT_FILE = REPO_ROOT / "tenants.example.toml"
@@ -304,19 +304,7 @@ def main() -> None:
 
 
 def _settings(tmp: Path, kafka_url: str) -> Settings:
-    tenants_file = tmp / "tenants.toml"
-    shutil.copy(TODAY_TENANT_FILE, tenants_file)
-    run = uuid.uuid4().hex[:8]  # a shared Kafka keeps every run's topics apart
-    return Settings(
-        kafka_url=kafka_url,
-        topic_prefix=f"fuzz-{run}.",
-        app_id=f"billstream-fuzz-{run}",
-        data_dir=tmp / "data",
-        tenants_file=tenants_file,
-        partitions=4,
-        metrics_port=-1,
-        retry_max_seconds=0.5,
-    )
+    return run_settings(tmp, kafka_url, "fuzz", tenants_from=TODAY_TENANT_FILE)
 
 
 def report(figures: dict[str, Any]) -> None:

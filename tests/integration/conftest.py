@@ -9,15 +9,14 @@ consumer group, so tests never see each other's events.
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from streams.config import REPO_ROOT, Settings
+from streams.config import Settings
 from streams.kafka.broker import EmbeddedBroker
+from tests.support import run_settings
 
 
 @pytest.fixture(scope="session")
@@ -33,18 +32,4 @@ def kafka_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def isolated(tmp_path: Path, kafka_url: str) -> Settings:
     """Settings for one test: its own topics, group, data folder; fast group timing."""
-    run = uuid.uuid4().hex[:8]
-    tenants_file = tmp_path / "tenants.toml"
-    shutil.copy(REPO_ROOT / "tenants.example.toml", tenants_file)
-    return Settings(
-        kafka_url=kafka_url,
-        topic_prefix=f"t{run}.",
-        app_id=f"billstream-test-{run}",
-        data_dir=tmp_path / "data",
-        tenants_file=tenants_file,
-        partitions=4,
-        metrics_port=-1,
-        session_timeout=6.0,
-        heartbeat_interval=0.5,
-        retry_max_seconds=0.5,
-    )
+    return run_settings(tmp_path, kafka_url, "t")
