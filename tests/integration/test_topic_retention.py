@@ -10,15 +10,23 @@ from streams.config import Settings
 from streams.kafka.broker import bootstrap_of
 from streams.kafka.topics import describe_topics, ensure_topics, topic_names
 from streams.ops.check import check_kafka
+from tests.support import wait_until_async
 
 pytestmark = pytest.mark.broker
 
 
 async def _configs(settings: Settings) -> dict[str, dict[str, str]]:
+    # Apache Kafka answers create_topics before every broker knows the topic: until then a
+    # topic is described with an error and no entries, so ask until all six are known.
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_of(str(settings.kafka_url)))
     await admin.start()
     try:
-        return await describe_topics(admin, list(topic_names(settings).values()))
+
+        async def known() -> dict[str, dict[str, str]] | None:
+            got = await describe_topics(admin, list(topic_names(settings).values()))
+            return got if all("retention.ms" in c for c in got.values()) else None
+
+        return await wait_until_async(known, 30, "the six topics' configurations")
     finally:
         await admin.close()
 
