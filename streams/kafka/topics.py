@@ -69,12 +69,13 @@ def retention_problems(settings: Settings, configs: Mapping[str, Mapping[str, st
     wanted = settings.topic_retention_ms
     problems = []
     for name in topic_names(settings).values():
-        config = configs.get(name, {})
+        if name not in configs:
+            problems.append(f"{name}: the broker did not describe its configuration")
+            continue
+        config = configs[name]
         ms = int(config.get("retention.ms", "-1"))
         if ms >= 0 and (wanted < 0 or ms < wanted):
-            days = ms / 86_400_000
-            keep = "for ever" if wanted < 0 else f"{wanted / 86_400_000:g} days"
-            problems.append(f"{name} deletes events after {days:g} days (wanted: {keep})")
+            problems.append(f"{name} deletes events after {days(ms)} (wanted: {days(wanted)})")
         if int(config.get("retention.bytes", "-1")) >= 0:
             problems.append(f"{name} deletes events past {config['retention.bytes']} bytes")
         if "compact" in config.get("cleanup.policy", "delete"):
@@ -82,15 +83,22 @@ def retention_problems(settings: Settings, configs: Mapping[str, Mapping[str, st
     return problems
 
 
+def days(ms: int) -> str:
+    """A retention in words: "for ever" for -1, else whole or fractional days."""
+    return "for ever" if ms < 0 else f"{ms / 86_400_000:g} days"
+
+
 async def describe_topics(
     admin: AIOKafkaAdminClient, names: list[str]
 ) -> dict[str, dict[str, str]]:
-    """Each topic's configuration as the broker holds it, by name."""
+    """Each topic's configuration as the broker holds it, by name; a topic the broker answered
+    with an error (Apache Kafka, just after creating it, does not know it yet) is left out."""
     resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
     out: dict[str, dict[str, str]] = {}
     for response in await admin.describe_configs(resources):
-        for _error, _message, _kind, name, entries in response.resources:
-            out[name] = {entry[0]: entry[1] for entry in entries if entry[1] is not None}
+        for error, _message, _kind, name, entries in response.resources:
+            if error == 0:
+                out[name] = {entry[0]: entry[1] for entry in entries if entry[1] is not None}
     return out
 
 

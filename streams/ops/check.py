@@ -122,7 +122,7 @@ async def _line(name: str, tenant: str | None, work: Awaitable[Check]) -> Check:
 
 async def check_kafka(settings: Settings) -> Check:
     from streams.kafka.broker import noida_binary
-    from streams.kafka.topics import describe_topics, retention_problems, topic_names
+    from streams.kafka.topics import days, describe_topics, retention_problems, topic_names
 
     if not settings.kafka_url:
         try:
@@ -188,11 +188,7 @@ async def check_kafka(settings: Settings) -> Check:
             "(or BILLSTREAM_TOPIC_RETENTION_MS) and retention.bytes to -1 on them "
             "(kafka-configs.sh --alter --add-config).",
         )
-    keep = (
-        "for ever"
-        if settings.topic_retention_ms < 0
-        else f"{settings.topic_retention_ms / 86_400_000:g} days"
-    )
+    keep = days(settings.topic_retention_ms)
     return Check(
         None,
         "kafka",

@@ -42,3 +42,12 @@ def test_size_limits_and_compaction_are_problems_too() -> None:
     assert sized[0] == "ap.received deletes events past 1073741824 bytes"
     compacted = retention_problems(settings, _all(settings, **{"cleanup.policy": "compact"}))
     assert "compacted" in compacted[0]
+
+
+def test_a_topic_the_broker_did_not_describe_is_a_problem_not_a_pass() -> None:
+    settings = Settings()
+    configs = _all(settings, **{"retention.ms": "-1"})
+    configs.pop("ap.attached")
+    assert retention_problems(settings, configs) == [
+        "ap.attached: the broker did not describe its configuration"
+    ]
