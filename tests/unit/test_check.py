@@ -20,7 +20,6 @@ from streams.ops.check import (
     all_green,
     check_dext,
     check_documents,
-    check_kafka,
     check_mapping,
     check_notify,
     check_period,
@@ -166,12 +165,6 @@ async def test_a_refused_ledger_is_one_red_line_and_the_rest_say_why_not_checked
     assert by[("books", "mapping")].status == by[("books", "period")].status == "skip"
     assert by[("later", "ledger")].status == "ok" and by[("later", "period")].status == "ok"
     assert not all_green(checks)
-
-
-async def test_kafka_unreachable_is_red(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, kafka_url="kafka://127.0.0.1:1")
-    found = await check_kafka(settings)
-    assert found.status == "fail" and "cannot reach kafka://127.0.0.1:1" in found.detail
 
 
 def test_documents_folder_missing_is_red(books: Tenant, tmp_path: Path) -> None:
