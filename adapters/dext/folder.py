@@ -1,4 +1,4 @@
-"""The export folder: Dext CSV exports (and JSON items) plus the documents, as items.
+"""The export folder: Dext CSV exports (and JSON items), e-invoices, plus the documents, as items.
 
 A folder, for example one that Dext's cloud back-up keeps in sync, holds CSV exports and the
 original PDFs or images. Each CSV row becomes an item, matched to its document by the file
@@ -12,6 +12,9 @@ name in the row or, failing that, by a file named after the item's id or invoice
 - A bad row is reported with its line number and the reason; the other rows go through.
 - An item already received from this folder is not sent again; one that comes back with
   different content is reported, because the pipeline keys items by their Dext id.
+- An e-invoice (``adapters.einvoice``: a UBL or CII ``.xml``, or a Factur-X / ZUGFeRD ``.pdf``
+  with the XML embedded) is one item, the file itself its document. A PDF without embedded
+  XML is a document for the other items, as before; one that is read once is not read again.
 
 CSV columns (header names are matched leniently: case, spaces and punctuation do not matter,
 and the usual aliases are accepted; unknown columns are ignored and listed):
@@ -70,6 +73,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from adapters.dext.items import ReceivedSink, SourceItem, canonical_item, guess_content_type
+from adapters.einvoice import errors as einvoice_errors
+from adapters.einvoice.reader import read_einvoice
 from domain.dates import DateError, parse_date
 from domain.dext import ItemFormatError, check_item, loads_items
 from domain.locales import DateOrder
@@ -79,7 +84,10 @@ from domain.tenants import Tenant, Tenants
 log = logging.getLogger("billstream.dext.folder")
 
 DOCUMENT_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff"})
-ITEM_SUFFIXES = frozenset({".csv", ".json"})
+ITEM_SUFFIXES = frozenset({".csv", ".json", ".xml"})
+# Read as items when they embed an invoice XML, else only documents for the other items.
+MAYBE_ITEM_SUFFIXES = frozenset({".pdf"})
+_NOT_AN_EINVOICE = frozenset({einvoice_errors.NO_EMBEDDED_XML, einvoice_errors.BROKEN_PDF})
 _TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
 
 
@@ -195,9 +203,10 @@ class FileProblem:
     file: str
     line: int | None
     message: str
+    code: str | None = None  # a stable code, where the reader gives one (e-invoices)
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "message": self.message}
+        return {"file": self.file, "line": self.line, "message": self.message, "code": self.code}
 
 
 @dataclass
@@ -386,7 +395,7 @@ class FolderState:
 @dataclass
 class FileReport:
     file: str
-    outcome: str  # processed, duplicate, pending, skipped
+    outcome: str  # processed, duplicate, pending, skipped; document (a plain PDF, not reported)
     published: int = 0
     already_received: int = 0
     problems: list[FileProblem] = field(default_factory=list)
@@ -442,6 +451,8 @@ class ExportFolder:
         self._by_folder = {t.dext_account: t for t in tenants.all() if t.dext_account}
         self._by_folder.update({t.id: t for t in tenants.all()})
         self._reported: set[str] = set()
+        # PDFs found to hold no invoice, by (size, mtime): not opened again while unchanged.
+        self._plain_pdfs: dict[Path, tuple[int, int]] = {}
         for t in [self.tenant] if self.tenant else self._mapped_tenants():
             self._check_documents_reachable(t)
 
@@ -482,11 +493,16 @@ class ExportFolder:
         reports: list[FileReport] = []
         index = self._index()
         for path in sorted(self.root.rglob("*")):
-            if not path.is_file() or path.suffix.lower() not in ITEM_SUFFIXES:
+            if not path.is_file() or not self._may_hold_items(path):
                 continue
             if is_temporary(path):
                 continue
             report = await self.process_file(path, index)
+            if report.outcome == "document" or (
+                path.suffix.lower() in MAYBE_ITEM_SUFFIXES
+                and report.outcome in ("pending", "skipped")
+            ):
+                continue  # a PDF is reported once it has proved to be an e-invoice
             if report.outcome == "skipped":
                 if report.file not in self._reported:  # say it once, not at every scan
                     self._reported.add(report.file)
@@ -495,6 +511,15 @@ class ExportFolder:
                 self._log(report)
             reports.append(report)
         return reports
+
+    def _may_hold_items(self, path: Path) -> bool:
+        suffix = path.suffix.lower()
+        if suffix in ITEM_SUFFIXES:
+            return True
+        if suffix not in MAYBE_ITEM_SUFFIXES:
+            return False
+        stat = path.stat()
+        return self._plain_pdfs.get(path) != (stat.st_size, stat.st_mtime_ns)
 
     def _log(self, report: FileReport) -> None:
         for problem in report.problems:
@@ -551,6 +576,8 @@ class ExportFolder:
             return FileReport(shown, "duplicate", notes=[note])
         report = FileReport(shown, "processed")
         candidates = self._items_of(path, data, tenant, report, index or self._index())
+        if report.outcome == "document":
+            return report  # not recorded: it is a document, read when an item names it
         todo: list[SourceItem] = []
         for si in candidates:
             seen = self.state.item_seen(self.name, si.key)
@@ -592,6 +619,8 @@ class ExportFolder:
     ) -> list[SourceItem]:
         shown = report.file
         out: dict[str, SourceItem] = {}
+        if path.suffix.lower() in (".xml", ".pdf"):
+            return self._einvoice_items(path, data, tenant, report)
         if path.suffix.lower() == ".json":
             try:
                 raws = loads_items(data)
@@ -630,6 +659,29 @@ class ExportFolder:
                 continue
             out[si.key] = si
         return list(out.values())
+
+    def _einvoice_items(
+        self, path: Path, data: bytes, tenant: Tenant, report: FileReport
+    ) -> list[SourceItem]:
+        """The one item of an e-invoice file, its problems reported with their codes."""
+        shown = report.file
+        try:
+            read = read_einvoice(data, path.name)
+        except einvoice_errors.EInvoiceError as exc:
+            # A PDF with no invoice inside, or one pypdf cannot open, is not known to be an
+            # e-invoice: most PDFs here are documents of the CSV and JSON items.
+            if path.suffix.lower() == ".pdf" and exc.code in _NOT_AN_EINVOICE:
+                stat = path.stat()
+                self._plain_pdfs[path] = (stat.st_size, stat.st_mtime_ns)
+                report.outcome = "document"
+            else:
+                report.problems.append(FileProblem(shown, None, exc.message, exc.code))
+            return []
+        problems = read.problems or check_item(read.item)
+        if problems:
+            report.problems.extend(FileProblem(shown, None, p.message, p.code) for p in problems)
+            return []
+        return [SourceItem(tenant.id, read.item, self._ref(path), shown)]
 
     def _find(self, name: str, near: Path, table: dict[str, list[Path]]) -> Path | None:
         found = table.get(name.lower(), [])
