@@ -45,7 +45,7 @@ test-kafka: $(STAMP)
 	PYTHON=$(BIN)/python tools/kafka/with-kafka.sh $(BIN)/pytest -q -m broker tests/integration tests/chaos tests/kafka
 
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench.run
+	$(BIN)/python -m tests.bench.run --items $(or $(ITEMS),5000)
 
 ## 10,000 hostile items through push (HTTP), the export folder and validation; a table, one
 ## JSON line, exit 1 when a goal is missed (a 500, a crash, a hang, an item lost).

@@ -194,6 +194,7 @@ _WORKER_SETTINGS = (
     "retry_max_seconds",
     "stage_concurrency",
     "log_level",
+    "compression",
 )
 
 

@@ -29,6 +29,7 @@ class Publisher:
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
+            compression_type=settings.producer_compression,
         )
 
     async def __aenter__(self) -> Publisher:

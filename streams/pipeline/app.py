@@ -17,9 +17,11 @@ from streams.pipeline.parts import Pipeline
 from streams.pipeline.wiring import Ports
 
 
-def create_app(settings: Settings, kafka_url: str, ports: Ports) -> Pipeline:
+def faust_app(settings: Settings, kafka_url: str) -> faust.App:
+    """The Faust app as every billstream worker configures it (the benchmark's bare chain
+    uses it too, so that the two are compared on the same settings)."""
     faust_patches.apply()
-    app = faust.App(
+    return faust.App(
         settings.app_id,
         broker=kafka_url,
         store="memory://",
@@ -33,6 +35,7 @@ def create_app(settings: Settings, kafka_url: str, ports: Ports) -> Pipeline:
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
         producer_acks=-1,
+        producer_compression_type=settings.producer_compression,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_rebalance_timeout=max(settings.session_timeout, 10.0),
@@ -44,6 +47,10 @@ def create_app(settings: Settings, kafka_url: str, ports: Ports) -> Pipeline:
         stream_wait_empty=False,
         consumer_group_instance_id=settings.group_instance_id,
     )
+
+
+def create_app(settings: Settings, kafka_url: str, ports: Ports) -> Pipeline:
+    app = faust_app(settings, kafka_url)
     pipeline = Pipeline(app=app, settings=settings, ports=ports)
     for stage in Stage:
         pipeline.topics[stage] = app.topic(
