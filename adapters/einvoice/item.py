@@ -11,8 +11,8 @@ The mapping, where EN 16931 and Dext's item differ:
   where the buyer asked the seller to say the bill is booked. Without one, a supplier rule
   in the tenants file codes the bill, or validation parks it for its missing category.
 - EN 16931 gives VAT per category and rate, not per line: each category's VAT (BT-117) is
-  shared over its lines in proportion to their nets, the cent left over on the largest line,
-  so the lines' VAT adds up to the invoice's exactly.
+  shared over its lines in proportion to their nets (``share_out``), so the lines' VAT adds
+  up to the invoice's exactly.
 - The id is derived (``einv-`` + a hash of seller, number, type and date): the same invoice
   sent twice gets the same id, so the pipeline receives it once.
 
@@ -22,7 +22,7 @@ Amounts are written as plain decimal text, never floats.
 from __future__ import annotations
 
 import hashlib
-from decimal import ROUND_HALF_UP, Decimal, Inexact, localcontext
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, Inexact, localcontext
 from typing import Any
 
 from adapters.einvoice import errors as E
@@ -185,14 +185,33 @@ def _category_vat(inv: EInvoice, key: tuple[str | None, Decimal | None]) -> Deci
     return sum((t for t in found if t is not None), Decimal(0)) if found else None
 
 
-def _allocate(rows: list[dict[str, Any]], vat: Decimal, unit: Decimal) -> None:
-    nets = [row["net_amount"] for row in rows]
+def share_out(nets: list[Decimal], vat: Decimal, unit: Decimal) -> list[Decimal]:
+    """``vat`` shared over ``nets`` in proportion, in whole ``unit``s, summing to ``vat``.
+
+    The largest-remainder method: each share is its exact proportion rounded down, and the
+    units left go to the largest remainders, so no share is a unit or more from its exact
+    proportion. Validation checks each line's VAT against its rate within the tenant's
+    tolerance plus half a unit; handing the whole rounding difference to one line could
+    exceed that on an invoice with many lines.
+    """
     base = sum(nets, Decimal(0))
-    shares = [
-        (vat * net / base).quantize(unit, rounding=ROUND_HALF_UP) if base else Decimal(0)
-        for net in nets
-    ]
-    largest = max(range(len(rows)), key=lambda i: abs(nets[i]))
-    shares[largest] += vat - sum(shares, Decimal(0))
+    if not nets:
+        return []
+    if base == 0:
+        # Nets that cancel out have no proportion: the VAT (zero on a sound invoice) goes to
+        # the largest line, where validation will question it if it is not zero.
+        largest = max(range(len(nets)), key=lambda i: abs(nets[i]))
+        return [vat if i == largest else Decimal(0) for i in range(len(nets))]
+    exact = [vat * net / base for net in nets]
+    shares = [x.quantize(unit, rounding=ROUND_FLOOR) for x in exact]
+    left = int((vat - sum(shares, Decimal(0))) / unit)
+    by_remainder = sorted(range(len(nets)), key=lambda i: exact[i] - shares[i], reverse=True)
+    for i in by_remainder[:left]:
+        shares[i] += unit
+    return shares
+
+
+def _allocate(rows: list[dict[str, Any]], vat: Decimal, unit: Decimal) -> None:
+    shares = share_out([row["net_amount"] for row in rows], vat, unit)
     for row, share in zip(rows, shares, strict=True):
         row["tax_amount"] = share

@@ -28,8 +28,10 @@ from adapters.einvoice import errors as E
 MAX_XML_BYTES = 20 * 1024 * 1024
 # UBL and CII invoices nest about a dozen levels; 64 leaves room for extensions.
 MAX_DEPTH = 64
-# xs:decimal as invoices write it; 30 characters is past any amount or quantity.
-_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+# xs:decimal as invoices write it, within bounds: 15 integer digits is past any amount or
+# quantity (validation refuses amounts over 10^13), and 12 decimals past any unit price. The
+# bounds keep every product and quotient of two values exact in Decimal's 28 digits.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,15}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})")
 _MAX_DECIMAL_CHARS = 30
 
 
@@ -98,7 +100,11 @@ def decimal_of(text: str | None, what: str) -> Decimal | None:
     value = text.strip()
     if len(value) > _MAX_DECIMAL_CHARS or not _DECIMAL.fullmatch(value):
         shown = value if len(value) <= 40 else value[:40] + "..."
-        raise E.EInvoiceError(E.INVALID_VALUE, f"{what} is {shown!r}, not a decimal number")
+        raise E.EInvoiceError(
+            E.INVALID_VALUE,
+            f"{what} is {shown!r}, not a decimal number (digits and a decimal point, at most "
+            "15 digits before it and 12 after)",
+        )
     return Decimal(value)
 
 
