@@ -1,8 +1,10 @@
 """Bills in the Sage Accounting sandbox: purchase invoices and purchase credit notes.
 
 Created as DRAFT or UNPAID (a draft is released with ``/release``), refused on or before
-the lock date, with lines whose net and tax are rounded as Sage rounds them; listed,
-read, deleted (not in a locked period), and removed with their attachments by the admin.
+the lock date, with lines whose net and tax are rounded as Sage rounds them; listed (with
+Sage's filters: ``contact_id``, ``status_id``, ``search`` on the reference or contact name,
+``from_date``/``to_date``, ``updated_or_created_since``, ``has_attachments``), read,
+deleted (not in a locked period), and removed with their attachments by the admin.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from sandboxes.sage_accounting.answers import (
     ApiError,
     base_object,
     issue,
+    moment,
     new_id,
     now_iso,
+    query_day,
+    query_moment,
     sage_json,
 )
 from sandboxes.sage_accounting.core import SageCore
@@ -202,6 +207,8 @@ class BillsMixin(SageCore):
             items = [b for b in items if b["contact"]["id"] == q["contact_id"]]
         if q.get("status_id"):
             items = [b for b in items if b["status"]["id"] == q["status_id"]]
+        # Sage's search covers what its Swagger says, the reference and the contact name,
+        # as a case-insensitive substring: never vendor_reference.
         term = q.get("search", "").casefold()
         if term:
             items = [
@@ -209,6 +216,23 @@ class BillsMixin(SageCore):
                 for b in items
                 if term in b["reference"].casefold() or term in b["contact_name"].casefold()
             ]
+        first, last = query_day(q, "from_date"), query_day(q, "to_date")
+        if first is not None:
+            items = [b for b in items if b["date"] >= first.isoformat()]
+        if last is not None:
+            items = [b for b in items if b["date"] <= last.isoformat()]
+        since = query_moment(q, "updated_or_created_since")
+        if since is not None:
+            # inclusive, as the Swagger says; updated_at is never before created_at
+            items = [b for b in items if moment(b["updated_at"]) >= since]
+        if "has_attachments" in q:
+            attached = {
+                a["attachment_context"]["id"]
+                for a in biz.attachments.values()
+                if "attachment_context" in a
+            }
+            wanted = q["has_attachments"] == "true"
+            items = [b for b in items if (b["id"] in attached) == wanted]
         if "sort" in q and q["sort"].startswith(("date", "created_at", "updated_at")):
             name, _, direction = q["sort"].partition(":")
             items.sort(key=lambda b: str(b.get(name, "")), reverse=direction == "desc")

@@ -1,7 +1,8 @@
 """Contacts in the Sage Accounting sandbox: suppliers (and customers) by id, list, create.
 
 A new contact needs a name (at most 100 characters) and a VENDOR or CUSTOMER type; its
-reference (at most 10 characters, unique) is numbered when left out.
+reference (at most 10 characters, unique) is numbered when left out. Its main contact
+person's e-mail is what the ``email`` filter matches.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class ContactsMixin(SageCore):
                 for c in items
                 if term in c["name"].casefold() or term in c.get("reference", "").casefold()
             ]
+        email = q.get("email", "").strip().casefold()
+        if email:
+            # the contact person's address, matched whole (case does not matter in e-mail)
+            items = [c for c in items if c.get("email", "").casefold() == email]
         return self._page(request, "/contacts", items)
 
     async def get_contact(self, request: web.Request, biz: Business, _: Any) -> web.Response:
@@ -54,6 +59,7 @@ class ContactsMixin(SageCore):
         if replay is not None:
             return replay
         issues = []
+        issues += self._email_issues(c)
         name = str(c["name"]).strip()
         if not name:
             issues.append(issue("name", "This field is required."))
@@ -98,7 +104,36 @@ class ContactsMixin(SageCore):
             contact["tax_number"] = tax
         if c.get("notes"):
             contact["notes"] = str(c["notes"])[:4000]
+        person = c.get("main_contact_person")
+        if person:
+            contact["main_contact_person"] = self._contact_person(person, name)
+            if person.get("email"):
+                contact["email"] = person["email"]
         biz.contacts[cid] = contact
         self._remember(biz, "contact", c, 201, contact)
         self._dirty = True
         return sage_json(contact, 201)
+
+    @staticmethod
+    def _email_issues(contact: dict[str, Any]) -> list[dict[str, str]]:
+        email = str((contact.get("main_contact_person") or {}).get("email") or "")
+        if email and (len(email) > 100 or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email)):
+            return [issue("main_contact_person.email", f"Email {email} is invalid")]
+        return []
+
+    @staticmethod
+    def _contact_person(person: dict[str, Any], contact_name: str) -> dict[str, Any]:
+        pid = new_id()
+        now = now_iso()
+        shown = str(person.get("name") or contact_name)[:50]
+        out: dict[str, Any] = {
+            **base_object("contact_persons", pid, shown),
+            "name": shown,
+            "is_main_contact": True,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for key in ("email", "telephone", "mobile", "job_title"):
+            if person.get(key):
+                out[key] = str(person[key])
+        return out

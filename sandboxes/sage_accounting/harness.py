@@ -219,6 +219,8 @@ class SageAccountingHarness:
             "sage_throttled": int(stats["throttled"]),
             "sage_faults": sum(stats["faults"].values()),
             "sage_schema_violations": int(stats["schema_violations"]),
+            # where the calls go: the first thing to read when calls per bill rise
+            "sage_calls": dict(sorted(stats["by_route"].items(), key=lambda kv: -int(kv[1]))),
         }
 
     def stop(self) -> None:

@@ -1,13 +1,16 @@
 """The Sage Accounting sandbox over HTTP: Sage's wire format, checked against the Swagger file.
 
 Every answer these tests receive goes through ``check_response``, so a sandbox that drifts
-from Sage's schema fails here.
+from Sage's schema fails here. The list filters are held to what the Swagger says: ``search``
+is the invoice reference or contact name (a case-insensitive substring, never
+``vendor_reference``), dates are inclusive, ``*_since`` takes the two documented forms.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -410,3 +413,140 @@ def test_state_dir_survives_a_restart(tmp_path: Path) -> None:
             settings["year_end_lockdown_date"]
             == (dt.date(2026, 1, 1) - dt.timedelta(days=1)).isoformat()
         )
+
+
+# -- list filters and line rules, as strict as Sage documents them -----------------------------
+
+
+PDF_B64 = base64.b64encode(b"%PDF-1.4 tiny").decode()
+
+
+def post_invoice(api: Api, contact: str, **extra: Any) -> dict[str, Any]:
+    r = api("postPurchaseInvoices", "POST", "/purchase_invoices", invoice(api, contact, **extra))
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def listed(api: Api, **params: str) -> list[str]:
+    r = api("getPurchaseInvoices", "GET", "/purchase_invoices", params=params)
+    assert r.status_code == 200, r.text
+    return [i["id"] for i in r.json()["$items"]]
+
+
+def test_search_is_the_reference_or_contact_name_not_the_vendor_reference(api: Api) -> None:
+    paper = vendor(api, "Paper Co")
+    ink = vendor(api, "Inkwell Supplies")
+    a = post_invoice(api, paper["id"], reference="Ref-ALPHA-7", vendor_reference="SUP-123")
+    b = post_invoice(api, ink["id"], reference="other", vendor_reference="SUP-456")
+    assert listed(api, search="alpha") == [a["id"]]  # substring, any case
+    assert listed(api, search="INKWELL") == [b["id"]]  # the contact name
+    assert listed(api, search="SUP-123") == []  # vendor_reference is not searched
+    assert listed(api, search="ref", contact_id=ink["id"]) == []
+
+
+def test_from_date_and_to_date_are_inclusive(api: Api) -> None:
+    v = vendor(api)
+    days = ["2026-10-01", "2026-10-15", "2026-10-31"]
+    made = [post_invoice(api, v["id"], day=d)["id"] for d in days]
+    assert listed(api, from_date="2026-10-15") == made[1:]
+    assert listed(api, to_date="2026-10-15") == made[:2]
+    assert listed(api, from_date="2026-10-15", to_date="2026-10-15") == [made[1]]
+    r = api("getPurchaseInvoices", "GET", "/purchase_invoices", params={"from_date": "15/10/2026"})
+    assert r.status_code == 422
+    assert r.json()[0]["$source"] == "from_date"
+
+
+def test_updated_or_created_since_is_inclusive_and_takes_both_forms(api: Api) -> None:
+    v = vendor(api)
+    old = post_invoice(api, v["id"])
+    time.sleep(0.01)
+    new = post_invoice(api, v["id"])
+    at = dt.datetime.fromisoformat(new["created_at"].replace("Z", "+00:00"))
+    assert listed(api, updated_or_created_since=at.isoformat()) == [new["id"]]
+    earlier = (at - dt.timedelta(microseconds=1)).isoformat()
+    assert listed(api, updated_or_created_since=earlier) == [new["id"]]
+    today = at.date().isoformat()
+    both = listed(api, updated_or_created_since=f"{today}T+00:00")
+    assert both == [old["id"], new["id"]]
+    tomorrow = (at.date() + dt.timedelta(days=1)).isoformat()
+    assert listed(api, updated_or_created_since=f"{tomorrow}T+00:00") == []
+    for bad in ("yesterday", "2026-10-15T10:00:00"):  # no offset: not a form Sage takes
+        r = api(
+            "getPurchaseInvoices",
+            "GET",
+            "/purchase_invoices",
+            params={"updated_or_created_since": bad},
+        )
+        assert r.status_code == 422, bad
+
+
+def test_has_attachments(api: Api) -> None:
+    v = vendor(api)
+    bare = post_invoice(api, v["id"])
+    filed = post_invoice(api, v["id"])
+    r = api(
+        "postAttachments",
+        "POST",
+        "/attachments",
+        {
+            "attachment": {
+                "file": PDF_B64,
+                "file_name": "a.pdf",
+                "mime_type": "application/pdf",
+                "file_size": len(base64.b64decode(PDF_B64)),
+                "attachment_context_type_id": "PURCHASE_INVOICE",
+                "attachment_context_id": filed["id"],
+            }
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert listed(api, has_attachments="true") == [filed["id"]]
+    assert listed(api, has_attachments="false") == [bare["id"]]
+
+
+def test_contacts_filter_by_the_contact_persons_email(api: Api) -> None:
+    a = vendor(api, "Mail One", main_contact_person={"name": "Ann", "email": "ann@one.example"})
+    vendor(api, "Mail Two", main_contact_person={"email": "bob@two.example"})
+    vendor(api, "No Mail")
+    r = api("getContacts", "GET", "/contacts", params={"email": "ANN@one.example"})
+    assert [c["id"] for c in r.json()["$items"]] == [a["id"]]
+    r = api("getContacts", "GET", "/contacts", params={"email": "one.example"})
+    assert r.json()["$items"] == []  # an address is matched whole, not as a substring
+    r = api(
+        "postContacts",
+        "POST",
+        "/contacts",
+        {
+            "contact": {
+                "name": "Bad Mail",
+                "contact_type_ids": ["VENDOR"],
+                "main_contact_person": {"email": "not an address"},
+            }
+        },
+    )
+    assert r.status_code == 422
+    assert r.json()[0]["$source"] == "main_contact_person.email"
+
+
+@pytest.mark.parametrize(
+    ("rate", "status"),
+    [("GB_ZERO", 201), ("GB_STANDARD", 422)],
+)
+def test_tax_amount_may_be_left_out_only_for_a_rate_without_percentage(
+    api: Api, rate: str, status: int
+) -> None:
+    """Swagger: tax_amount "is required in v3.1, unless the tax rate is of a 'zero',
+    'exempt' or 'no_tax' type. Then the tax_amount is inferred as 0.0"."""
+    v = vendor(api)
+    body = invoice(api, v["id"])
+    line = body["purchase_invoice"]["invoice_lines"][0]
+    line["tax_rate_id"] = rate
+    del line["tax_amount"]
+    r = api("postPurchaseInvoices", "POST", "/purchase_invoices", body)
+    assert r.status_code == status, r.text
+    if status == 201:
+        made = r.json()
+        assert made["invoice_lines"][0]["tax_amount"] == wire.loads(b"[0.00]")[0]
+        assert made["tax_amount"] == 0
+    else:
+        assert r.json()[0]["$source"] == "invoice_lines[0].tax_amount"
