@@ -15,6 +15,8 @@ name in the row or, failing that, by a file named after the item's id or invoice
 - An e-invoice (``adapters.einvoice``: a UBL or CII ``.xml``, or a Factur-X / ZUGFeRD ``.pdf``
   with the XML embedded) is one item, the file itself its document. A PDF without embedded
   XML is a document for the other items, as before; one that is read once is not read again.
+  An XML invoice's document is a PDF rendering of it, the XML embedded, written once under
+  ``.billstream/rendered/`` in the folder (the attach stage and Sage take PDFs, not XML).
 
 CSV columns (header names are matched leniently: case, spaces and punctuation do not matter,
 and the usual aliases are accepted; unknown columns are ignored and listed):
@@ -74,7 +76,8 @@ from urllib.parse import urlparse
 
 from adapters.dext.items import ReceivedSink, SourceItem, canonical_item, guess_content_type
 from adapters.einvoice import errors as einvoice_errors
-from adapters.einvoice.reader import read_einvoice
+from adapters.einvoice.reader import EInvoiceRead, read_einvoice
+from adapters.einvoice.render import write_rendering
 from domain.dates import DateError, parse_date
 from domain.dext import ItemFormatError, check_item, loads_items
 from domain.locales import DateOrder
@@ -88,6 +91,9 @@ ITEM_SUFFIXES = frozenset({".csv", ".json", ".xml"})
 # Read as items when they embed an invoice XML, else only documents for the other items.
 MAYBE_ITEM_SUFFIXES = frozenset({".pdf"})
 _NOT_AN_EINVOICE = frozenset({einvoice_errors.NO_EMBEDDED_XML, einvoice_errors.BROKEN_PDF})
+# Where the PDF renderings of XML invoices go, inside the folder (so the attach stage, which
+# reads the folder already, reads them too); never scanned as items or documents.
+RENDERINGS = Path(".billstream") / "rendered"
 _TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
 
 
@@ -479,10 +485,15 @@ class ExportFolder:
             return None
         return self._by_folder.get(relative.parts[0])
 
+    def _files(self) -> list[Path]:
+        """Every path under the root, but billstream's own renderings."""
+        own = self.root / RENDERINGS
+        return [p for p in sorted(self.root.rglob("*")) if not p.is_relative_to(own)]
+
     def _index(self) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
         by_name: dict[str, list[Path]] = {}
         by_stem: dict[str, list[Path]] = {}
-        for path in sorted(self.root.rglob("*")):
+        for path in self._files():
             if path.suffix.lower() in DOCUMENT_SUFFIXES and not is_temporary(path):
                 by_name.setdefault(path.name.lower(), []).append(path)
                 by_stem.setdefault(path.stem.lower(), []).append(path)
@@ -492,7 +503,7 @@ class ExportFolder:
         """Process every file that is ready and new; report on each file looked at."""
         reports: list[FileReport] = []
         index = self._index()
-        for path in sorted(self.root.rglob("*")):
+        for path in self._files():
             if not path.is_file() or not self._may_hold_items(path):
                 continue
             if is_temporary(path):
@@ -681,7 +692,24 @@ class ExportFolder:
         if problems:
             report.problems.extend(FileProblem(shown, None, p.message, p.code) for p in problems)
             return []
-        return [SourceItem(tenant.id, read.item, self._ref(path), shown)]
+        ref = self._ref(path) if read.embedded_name else self._rendering(path, data, read, report)
+        return [SourceItem(tenant.id, read.item, ref, shown)]
+
+    def _rendering(
+        self, path: Path, data: bytes, read: EInvoiceRead, report: FileReport
+    ) -> DocumentRef:
+        """The readable PDF of an XML invoice as its document (the XML embedded in it)."""
+        try:
+            target = write_rendering(read.invoice, data, path.name, self.root / RENDERINGS)
+        except Exception as exc:
+            # The invoice must not be lost for want of its picture: it goes with the XML,
+            # which the attach stage reports as unavailable, naming the file.
+            report.notes.append(f"no PDF rendering ({type(exc).__name__}: {exc}); XML attached")
+            return self._ref(path)
+        name = f"{path.stem}.pdf"
+        read.item["document"] = {"filename": name, "content_type": "application/pdf"}
+        read.item["einvoice"]["original_filename"] = path.name
+        return DocumentRef(url=target.as_uri(), filename=name, content_type="application/pdf")
 
     def _find(self, name: str, near: Path, table: dict[str, list[Path]]) -> Path | None:
         found = table.get(name.lower(), [])

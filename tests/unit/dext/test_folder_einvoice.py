@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from adapters.dext.folder import ExportFolder, FolderState
+from adapters.documents import DocumentFetcher
 from adapters.einvoice import errors as E
 from adapters.einvoice.arithmetic import TAX_INCLUSIVE
+from adapters.einvoice.reader import read_einvoice
 from domain.events import Envelope, Received
 from domain.validation import validate_item
 from tests.support import RecordingSink, make_tenants
@@ -61,12 +63,22 @@ async def test_ubl_and_facturx_become_items_that_validate(root: Path, tmp_path: 
         ("01.01a-INVOICE_ubl.xml", "processed", 1, []),
         ("EN16931_Einfach.pdf", "processed", 1, []),
     ]
-    by_file = {e.data.document.filename: e for e in sink.events}  # type: ignore[union-attr]
-    assert by_file["01.01a-INVOICE_ubl.xml"].data.document.url == ubl.as_uri()  # type: ignore[union-attr]
-    assert by_file["EN16931_Einfach.pdf"].data.document.url == pdf.as_uri()  # type: ignore[union-attr]
-    assert by_file["EN16931_Einfach.pdf"].data.document.content_type == "application/pdf"  # type: ignore[union-attr]
+    docs = {e.data.document.filename: e.data.document for e in sink.events}  # type: ignore[union-attr]
+    # The Factur-X PDF is its own document; the XML's is its rendering, the XML inside.
+    assert docs["EN16931_Einfach.pdf"].url == pdf.as_uri()
+    assert docs["EN16931_Einfach.pdf"].content_type == "application/pdf"
+    rendering = docs["01.01a-INVOICE_ubl.pdf"]
+    assert rendering.content_type == "application/pdf"
+    assert rendering.url.startswith((root / ".billstream" / "rendered").as_uri())
+    tenant = make_tenants(docs_dirs=[str(root)]).get("acme-uk")
+    fetched = await DocumentFetcher(allowed_dirs=[root]).fetch(rendering, tenant)
+    assert fetched.content_type == "application/pdf"  # what the attach stage takes
+    inside = read_einvoice(fetched.content, "rendering.pdf")
+    assert inside.embedded_name == ubl.name
+    assert inside.item["invoice_number"] == "123456XX"
+    # The rendering is billstream's own: never scanned as an item or a document.
+    assert [r.file for r in await folder.scan_once() if r.outcome != "duplicate"] == []
 
-    tenant = make_tenants().get("acme-uk")
     coded = tenant.model_copy(
         update={
             "currencies": ["GBP", "EUR"],
