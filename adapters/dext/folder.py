@@ -91,9 +91,11 @@ ITEM_SUFFIXES = frozenset({".csv", ".json", ".xml"})
 # Read as items when they embed an invoice XML, else only documents for the other items.
 MAYBE_ITEM_SUFFIXES = frozenset({".pdf"})
 _NOT_AN_EINVOICE = frozenset({einvoice_errors.NO_EMBEDDED_XML, einvoice_errors.BROKEN_PDF})
-# Where the PDF renderings of XML invoices go, inside the folder (so the attach stage, which
-# reads the folder already, reads them too); never scanned as items or documents.
-RENDERINGS = Path(".billstream") / "rendered"
+# billstream's own files in a folder (renderings here, pushed e-invoices in a tenant's
+# document folder): never scanned as items or documents. Renderings of XML invoices live
+# inside the folder because the attach stage reads the folder already.
+OWN_FILES = Path(".billstream")
+RENDERINGS = OWN_FILES / "rendered"
 _TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
 
 
@@ -486,8 +488,8 @@ class ExportFolder:
         return self._by_folder.get(relative.parts[0])
 
     def _files(self) -> list[Path]:
-        """Every path under the root, but billstream's own renderings."""
-        own = self.root / RENDERINGS
+        """Every path under the root, but billstream's own files."""
+        own = self.root / OWN_FILES
         return [p for p in sorted(self.root.rglob("*")) if not p.is_relative_to(own)]
 
     def _index(self) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:

@@ -18,6 +18,14 @@ signature, timestamp), ``413`` (body or an item over the cap), ``415`` (not JSON
 problem named), ``409`` (an item already received with different content), ``503`` (only when
 the broker did not take it: send again). Every refusal is JSON ``{"reason", "message"}``.
 
+The body may also be one European e-invoice (``adapters.einvoice``): a UBL 2.1 or CII XML
+(``Content-Type: application/xml``) or a Factur-X / ZUGFeRD PDF (``application/pdf``),
+signed the same way; an XML body is recognised whatever its declared type. It becomes one
+item; the file (an XML's PDF rendering) is kept under the tenant's first ``document_dirs``
+folder for the attach stage, and ``X-Billstream-Filename`` names it in Sage. A file that is
+not a readable e-invoice, or whose totals do not add up, is ``400`` ``invalid_einvoice`` with
+each problem's code.
+
 The same item pushed twice is one item: a repeat (a tool's retry, a replayed request) answers
 ``202`` with ``"status": "duplicate"`` and publishes nothing. What was received is kept in a
 SQLite file under the data folder, so this holds across restarts.
@@ -43,6 +51,9 @@ from aiokafka.errors import KafkaError
 
 from adapters.dext.items import ReceivedSink, SourceItem, canonical_item, env_suffix
 from adapters.documents import DocumentFetcher
+from adapters.einvoice.errors import EInvoiceError
+from adapters.einvoice.reader import is_pdf, looks_like_einvoice, read_einvoice
+from adapters.einvoice.store import keep_pushed
 from domain.dext import ItemFormatError, ItemRefused, check_item, loads_items
 from domain.tenants import Tenant, Tenants
 
@@ -58,6 +69,8 @@ TIMESTAMP = re.compile(r"[0-9]{1,12}")
 SIGNATURE = re.compile(r"sha256=[0-9a-fA-F]{64}")
 TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,99}\.(?:xml|pdf)", re.IGNORECASE)
+EINVOICE_TYPES = frozenset({"application/xml", "text/xml", "application/pdf"})
 
 
 def secret_env(tenant_id: str) -> str:
@@ -141,6 +154,11 @@ def _header(request: web.Request, name: str) -> str:
 def _is_json(content_type: str) -> bool:
     mime = content_type.split(";", 1)[0].strip().lower()
     return mime in ("", "application/json", "text/json") or mime.endswith("+json")
+
+
+def _is_einvoice_type(content_type: str) -> bool:
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime in EINVOICE_TYPES or mime.endswith("+xml")
 
 
 def _refuse(status: int, reason: str, message: str, **extra: Any) -> web.Response:
@@ -256,9 +274,13 @@ class PushEndpoint:
                 f"tenant {shown!r} does not take pushes (no such tenant, or no "
                 f"{secret_env(shown)} configured)",
             )
-        if not _is_json(request.headers.get("Content-Type", "")):
+        content_type = request.headers.get("Content-Type", "")
+        if not (_is_json(content_type) or _is_einvoice_type(content_type)):
             return _refuse(
-                415, "unsupported_media_type", "send the items as JSON (application/json)"
+                415,
+                "unsupported_media_type",
+                "send the items as JSON (application/json), or one e-invoice as "
+                "application/xml or application/pdf",
             )
         try:
             body = await self._read_body(request)
@@ -275,6 +297,8 @@ class PushEndpoint:
         if refused is not None:
             return refused
         tenant = self.tenants.get(tenant_id)
+        if _is_einvoice_type(content_type) or looks_like_einvoice(body) or is_pdf(body):
+            return await self._receive_einvoice(request, body, tenant, request_id)
         try:
             raws = loads_items(body)
         except ItemFormatError as exc:
@@ -306,6 +330,51 @@ class PushEndpoint:
         answer: dict[str, Any] = {"items": results, "request_id": request_id}
         if len(results) == 1:
             answer |= results[0]
+        return web.json_response(answer, status=202)
+
+    async def _receive_einvoice(
+        self, request: web.Request, body: bytes, tenant: Tenant, request_id: str
+    ) -> web.Response:
+        """One e-invoice body: one item, the body kept as its document."""
+        if not tenant.document_dirs:
+            return _refuse(
+                400,
+                "no_document_folder",
+                f"tenant {tenant.id} has no document_dirs: a pushed e-invoice is kept in the "
+                "first of them for the attach stage; add one in the tenants file",
+            )
+        given = _header(request, "X-Billstream-Filename")
+        filename = (
+            given
+            if FILENAME.fullmatch(given)
+            else ("e-invoice.pdf" if is_pdf(body) else "e-invoice.xml")
+        )
+        try:
+            # A PDF's parse is CPU work; the loop keeps serving meanwhile.
+            read = await asyncio.to_thread(read_einvoice, body, filename)
+        except EInvoiceError as exc:
+            problems = [{"code": exc.code, "message": exc.message}]
+            return _refuse(400, "invalid_einvoice", exc.message, problems=problems)
+        refused = read.problems or check_item(read.item)
+        if refused:
+            return _refuse(
+                400,
+                "invalid_einvoice",
+                "nothing was accepted; the e-invoice cannot become a bill as it is",
+                problems=[{"code": p.code, "message": p.message} for p in refused],
+            )
+        folder = Path(tenant.document_dirs[0])
+        try:
+            ref = await asyncio.to_thread(keep_pushed, read, body, filename, folder)
+        except OSError as exc:
+            log.error("push %s: keeping the e-invoice in %s failed: %s", request_id, folder, exc)
+            return _refuse(503, "unavailable", "the e-invoice could not be stored; send it again")
+        si = SourceItem(tenant.id, read.item, ref, f"push request {request_id}")
+        outcome = await self._accept(si, request_id)
+        if isinstance(outcome, web.Response):
+            return outcome
+        result = {"key": si.key, "status": outcome}
+        answer = {"items": [result], "request_id": request_id, **result}
         return web.json_response(answer, status=202)
 
     def _source_items(
