@@ -87,7 +87,10 @@ def to_item(inv: EInvoice, *, filename: str, content_type: str) -> dict[str, Any
 
 
 def _lines(inv: EInvoice) -> list[dict[str, Any]]:
-    """The invoice lines, then one line per document allowance or charge, VAT shared out."""
+    """The invoice lines, then one line per document allowance or charge, VAT shared out;
+    without lines (Factur-X BASIC WL), one line per VAT category of the breakdown."""
+    if not inv.lines:
+        return _breakdown_lines(inv)
     rows: list[dict[str, Any]] = []
     for ln in inv.lines:
         rows.append(_line(ln))
@@ -110,6 +113,28 @@ def _lines(inv: EInvoice) -> list[dict[str, Any]]:
             if isinstance(row.get(key), Decimal):
                 row[key] = decimal_text(row[key])
     return [{k: v for k, v in row.items() if v is not None} for row in rows]
+
+
+def _breakdown_lines(inv: EInvoice) -> list[dict[str, Any]]:
+    """A line per VAT category and rate: its taxable amount (allowances and charges already
+    in it) and its VAT. Nothing when there is no breakdown either (Factur-X MINIMUM): the
+    item is then its header alone, as a Dext item without lines."""
+    rows = []
+    for b in inv.vat_breakdown:
+        if b.taxable is None or b.tax is None or (b.taxable == 0 and b.tax == 0):
+            continue
+        rate = "" if b.rate is None else f" {b.rate.normalize():f}%"
+        row = {
+            "description": f"VAT {b.category or ''}{rate}".strip(),
+            "quantity": "1",
+            "net_amount": decimal_text(b.taxable),
+            "tax_amount": decimal_text(b.tax),
+            "total_amount": decimal_text(b.taxable + b.tax),
+            "tax_rate": None if b.rate is None else decimal_text(b.rate),
+            "vat_category": b.category,
+        }
+        rows.append({k: v for k, v in row.items() if v is not None})
+    return rows
 
 
 def _line(ln: InvoiceLine) -> dict[str, Any]:
