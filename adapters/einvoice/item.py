@@ -43,8 +43,10 @@ def decimal_text(value: Decimal) -> str:
 
 
 def einvoice_id(inv: EInvoice) -> str:
+    seller = inv.seller_vat_id or inv.seller_tax_registration or inv.seller_name or ""
     parts = [
-        inv.seller_vat_id or inv.seller_tax_registration or inv.seller_name or "",
+        # "DE 123456789" and "de123456789" are one VAT id (the two XRechnung syntaxes differ so).
+        "".join(seller.split()).upper(),
         inv.number or "",
         "credit" if inv.credit_note else "invoice",
         inv.issue_date.isoformat() if inv.issue_date else "",
