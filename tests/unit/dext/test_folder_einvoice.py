@@ -41,13 +41,15 @@ def root(tmp_path: Path) -> Path:
     return folder
 
 
-def source(root: Path, sink: RecordingSink, tmp_path: Path) -> ExportFolder:
+def source(
+    root: Path, sink: RecordingSink, tmp_path: Path, tenant: str | None = "acme-uk"
+) -> ExportFolder:
     return ExportFolder(
         root,
         tenants=make_tenants(docs_dirs=[str(root)]),
         sink=sink,
         state=FolderState(tmp_path / "state.sqlite"),
-        tenant="acme-uk",
+        tenant=tenant,
         settle=2.0,
     )
 
@@ -161,3 +163,55 @@ async def test_totals_that_do_not_add_up_are_reported_not_published(
     assert report.published == 0
     assert TAX_INCLUSIVE in {p.code for p in report.problems}
     assert sink.events == []
+
+
+async def test_a_pdf_being_written_waits_without_a_report(root: Path, tmp_path: Path) -> None:
+    sink = RecordingSink()
+    folder = source(root, sink, tmp_path)
+    pdf = root / "EN16931_Einfach.pdf"
+    pdf.write_bytes((FIXTURES / pdf.name).read_bytes())  # written just now
+    assert await folder.scan_once() == []  # a PDF is reported once it proves an invoice
+    drop(root, pdf.name)
+    (report,) = await folder.scan_once()
+    assert (report.outcome, report.published) == ("processed", 1)
+
+
+async def test_a_plain_pdf_is_opened_once_while_unchanged(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import adapters.dext.folder as folder_module
+
+    opened: list[int] = []
+    real = folder_module.read_einvoice
+
+    def counting(data: bytes, filename: str) -> object:
+        opened.append(len(data))
+        return real(data, filename)
+
+    monkeypatch.setattr(folder_module, "read_einvoice", counting)
+    folder = source(root, RecordingSink(), tmp_path)
+    drop(root, "receipt.pdf", PLAIN_PDF)
+    for _ in range(3):
+        assert await folder.scan_once() == []
+    assert len(opened) == 1
+    drop(root, "receipt.pdf", PLAIN_PDF + b"% changed\n")
+    assert await folder.scan_once() == []
+    assert len(opened) == 2
+
+
+async def test_without_a_tenant_a_pdf_outside_the_tenant_folders_is_left_alone(
+    root: Path, tmp_path: Path
+) -> None:
+    sink = RecordingSink()
+    folder = source(root, sink, tmp_path, tenant=None)
+    drop(root, "stray.pdf", PLAIN_PDF)
+    (root / "acme-trading").mkdir()
+    shutil.copy(FIXTURES / "EN16931_Einfach.pdf", root / "acme-trading" / "in.pdf")
+    os.utime(root / "acme-trading" / "in.pdf", (time.time() - 60, time.time() - 60))
+    (report,) = await folder.scan_once()
+    assert (report.file, report.outcome, report.published) == (
+        "acme-trading/in.pdf",
+        "processed",
+        1,
+    )
+    assert sink.keys[0].startswith("acme-uk:einv-")
