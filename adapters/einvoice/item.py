@@ -45,7 +45,7 @@ def decimal_text(value: Decimal) -> str:
 def einvoice_id(inv: EInvoice) -> str:
     seller = inv.seller_vat_id or inv.seller_tax_registration or inv.seller_name or ""
     parts = [
-        # "DE 123456789" and "de123456789" are one VAT id (the two XRechnung syntaxes differ so).
+        # "DE 123456789" and "de123456789" are one VAT id: suppliers write it both ways.
         "".join(seller.split()).upper(),
         inv.number or "",
         "credit" if inv.credit_note else "invoice",
