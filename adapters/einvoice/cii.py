@@ -79,14 +79,7 @@ def read_cii(root: Element) -> EInvoice:
         lines=[
             _line(el) for el in root.findall(f"{_TRADE}/ram:IncludedSupplyChainTradeLineItem", NS)
         ],
-        allowances_charges=[
-            _allowance_charge(el)
-            for el in (
-                []
-                if settlement is None
-                else settlement.findall("ram:SpecifiedTradeAllowanceCharge", NS)
-            )
-        ],
+        allowances_charges=_allowances_charges(settlement),
         sum_of_line_net=_amount(totals, "ram:LineTotalAmount", "the sum of lines (BT-106)"),
         allowance_total=_amount(totals, "ram:AllowanceTotalAmount", "the allowances (BT-107)"),
         charge_total=_amount(totals, "ram:ChargeTotalAmount", "the charges (BT-108)"),
@@ -141,6 +134,30 @@ def _breakdown(element: Element) -> VatBreakdown:
         taxable=_amount(element, "ram:BasisAmount", "a VAT taxable amount (BT-116)"),
         tax=_amount(element, "ram:CalculatedAmount", "a VAT amount (BT-117)"),
     )
+
+
+def _allowances_charges(settlement: Element | None) -> list[AllowanceCharge]:
+    """BG-20 and BG-21, and the EXTENDED profile's logistics service charges (freight,
+    packing), which its ChargeTotalAmount counts with the others."""
+    if settlement is None:
+        return []
+    found = [
+        _allowance_charge(el) for el in settlement.findall("ram:SpecifiedTradeAllowanceCharge", NS)
+    ]
+    for element in settlement.findall("ram:SpecifiedLogisticsServiceCharge", NS):
+        what = "a logistics service charge"
+        found.append(
+            AllowanceCharge(
+                charge=True,
+                amount=required(_amount(element, "ram:AppliedAmount", what), what),
+                reason=_text(element, "ram:Description"),
+                vat_category=_text(element, "ram:AppliedTradeTax/ram:CategoryCode"),
+                vat_rate=_amount(
+                    element, "ram:AppliedTradeTax/ram:RateApplicablePercent", "a VAT rate"
+                ),
+            )
+        )
+    return found
 
 
 def _allowance_charge(element: Element) -> AllowanceCharge:

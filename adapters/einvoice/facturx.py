@@ -38,7 +38,11 @@ def embedded_xml(data: bytes) -> tuple[str, bytes]:
             E.NO_EMBEDDED_XML,
             f"the PDF embeds no invoice XML ({names}); it is a plain PDF, not Factur-X or ZUGFeRD",
         )
-    known = [pair for pair in xml if pair[0].lower() in KNOWN_NAMES]
+    # In the order of KNOWN_NAMES: a PDF carrying ZUGFeRD 1 and 2 is read by its newer XML.
+    known = sorted(
+        (pair for pair in xml if pair[0].lower() in KNOWN_NAMES),
+        key=lambda pair: KNOWN_NAMES.index(pair[0].lower()),
+    )
     return (known or xml)[0]
 
 

@@ -83,6 +83,7 @@ def to_item(inv: EInvoice, *, filename: str, content_type: str) -> dict[str, Any
             "tax_currency": inv.tax_currency,
             "prepaid": None if inv.prepaid is None else decimal_text(inv.prepaid),
             "rounding": None if inv.rounding is None else decimal_text(inv.rounding),
+            "third_party": None if inv.third_party is None else decimal_text(inv.third_party),
         },
     }
     return {k: v for k, v in item.items() if v is not None}
@@ -149,15 +150,22 @@ def _line(ln: InvoiceLine) -> dict[str, Any]:
         "category_code": ln.accounting_ref,
         "vat_category": ln.vat_category,
         "unit_code": ln.unit_code,
+        "net_price": None if ln.net_price is None else decimal_text(ln.net_price),
+        "base_quantity": None if ln.base_quantity is None else decimal_text(ln.base_quantity),
         "line_id": ln.id,
         "item_description": ln.description if ln.name else None,
     }
 
 
 def _unit_price(ln: InvoiceLine) -> str | None:
-    """The price of one unit, when quantity x it is the line's net: not with line allowances
-    or charges, and not when the price per base quantity has no exact per-unit figure."""
-    if ln.adjusted or ln.net_price is None:
+    """The price of one unit, when quantity x it is the line's net (to the cent).
+
+    EN 16931 makes the line net (BT-131) the amount that counts; price x quantity is not one
+    of its rules, and official samples break it (a base quantity of 3.96, a surcharge line
+    priced as its percentage). Validation checks price x quantity against the net, so a
+    price that does not give the net is left out (it stays in ``net_price``), as is one with
+    line allowances or charges, or without an exact per-unit figure."""
+    if ln.adjusted or ln.net_price is None or ln.quantity is None:
         return None
     base = ln.base_quantity if ln.base_quantity not in (None, Decimal(0)) else Decimal(1)
     assert base is not None
@@ -170,6 +178,8 @@ def _unit_price(ln: InvoiceLine) -> str | None:
             return None
     exponent = unit.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -12:
+        return None
+    if abs(ln.quantity * unit - ln.net_amount) > Decimal("0.01"):
         return None
     return decimal_text(unit if base == 1 else unit.normalize())
 

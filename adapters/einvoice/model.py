@@ -89,6 +89,9 @@ class EInvoice:
     prepaid: Decimal | None = None  # BT-113
     rounding: Decimal | None = None  # BT-114
     payable: Decimal | None = None  # BT-115
+    # XRechnung's extension: amounts the seller collects for third parties (BT-DEX-002,
+    # summed), which BR-DEX-09 adds to the amount due.
+    third_party: Decimal | None = None
     vat_breakdown: list[VatBreakdown] = field(default_factory=list)
 
     @property

@@ -26,6 +26,8 @@ _ROOTS = {
     (CII_NS, "CrossIndustryInvoice"): "cii",
 }
 PDF_MAGIC = b"%PDF-"
+# ZUGFeRD 1.0 (2014) predates EN 16931; its successor is ZUGFeRD 2 / Factur-X.
+ZUGFERD_1_NS = "urn:ferd:CrossIndustryDocument:invoice:1p0"
 
 
 @dataclass
@@ -59,6 +61,12 @@ def parse_einvoice(data: bytes) -> tuple[EInvoice, str | None]:
     kind = _ROOTS.get((namespace(root), local_name(root)))
     if kind is None:
         where = f" (embedded as {embedded})" if embedded else ""
+        if namespace(root) == ZUGFERD_1_NS:
+            raise E.EInvoiceError(
+                E.UNKNOWN_FORMAT,
+                f"the XML{where} is ZUGFeRD 1.0, which is not EN 16931 and not read here; "
+                "ask the supplier for ZUGFeRD 2 (Factur-X) or XRechnung",
+            )
         raise E.EInvoiceError(
             E.UNKNOWN_FORMAT,
             f"the XML{where} is a {local_name(root) or 'nameless'} element in namespace "

@@ -70,7 +70,18 @@ def read_ubl(root: Element) -> EInvoice:
         rounding=_amount(totals, "cbc:PayableRoundingAmount", "the rounding amount (BT-114)"),
         payable=_amount(totals, "cbc:PayableAmount", "the amount due (BT-115)"),
         vat_breakdown=breakdown,
+        third_party=_third_party(root),
     )
+
+
+def _third_party(root: Element) -> Decimal | None:
+    """The sum of XRechnung's third-party payments (BG-DEX-09), None without any."""
+    paid = [
+        _amount(el, "cbc:PaidAmount", "a third-party payment (BT-DEX-002)")
+        for el in root.findall("cac:PrepaidPayment", NS)
+    ]
+    amounts = [a for a in paid if a is not None]
+    return sum(amounts, Decimal(0)) if amounts else None
 
 
 def _tax_ids(party: Element | None) -> tuple[str | None, str | None]:

@@ -209,3 +209,12 @@ def test_a_corrupted_sample_never_crashes(at: int, junk: bytes) -> None:
             read_einvoice(data, "fuzz.xml")
         except E.EInvoiceError as exc:
             assert exc.code in E.ALL_CODES
+
+
+def test_zugferd_1_is_named_and_a_pdf_with_both_is_read_by_its_newer_xml() -> None:
+    v1 = b'<rsm:CrossIndustryDocument xmlns:rsm="urn:ferd:CrossIndustryDocument:invoice:1p0"/>'
+    with pytest.raises(E.EInvoiceError) as caught:
+        read_einvoice(pdf_with({"ZUGFeRD-invoice.xml": v1}), "old.pdf")
+    assert caught.value.code == E.UNKNOWN_FORMAT and "ZUGFeRD 1.0" in caught.value.message
+    both = pdf_with({"ZUGFeRD-invoice.xml": v1, "factur-x.xml": CII})
+    assert read_einvoice(both, "both.pdf").embedded_name == "factur-x.xml"
