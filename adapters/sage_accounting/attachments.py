@@ -25,12 +25,23 @@ class SageAttachments:
         self._client = client
         self._negative_ttl = negative_ttl
         self._no_attachment: dict[str, float] = {}
+        self._created_empty: dict[str, float] = {}
+
+    def created_empty(self, bill_id: str) -> None:
+        """The bill was created a moment ago by this worker: it has no attachment to look for."""
+        self._created_empty[bill_id] = time.monotonic()
+
+    def _known_empty(self, bill_id: str) -> bool:
+        made = self._created_empty.get(bill_id)
+        return made is not None and time.monotonic() - made <= self._negative_ttl
 
     @staticmethod
     def _context(bill: LedgerBill) -> str:
         return "PURCHASE_CREDIT_NOTE" if bill.credit_note else "PURCHASE_INVOICE"
 
     async def find_attachment(self, bill: LedgerBill) -> Attachment | None:
+        if self._known_empty(bill.id):
+            return None
         items = await self._client().list_all(
             "getAttachments",
             params={
@@ -72,8 +83,11 @@ class SageAttachments:
                 "most 2.5 MiB per attachment. Attach a smaller copy by hand in Sage.",
                 detail={"code": "too_large", "size": size, "limit": MAX_ATTACHMENT_BYTES},
             )
+        # Whatever happens next, only a look can tell: an upload may land without an answer.
+        empty = self._known_empty(bill.id)
+        self._created_empty.pop(bill.id, None)
         seen = self._no_attachment.pop(bill.id, None)
-        if seen is None or time.monotonic() - seen > self._negative_ttl:
+        if not empty and (seen is None or time.monotonic() - seen > self._negative_ttl):
             existing = await self.find_attachment(bill)
             if existing is not None:
                 raise LedgerError(

@@ -298,16 +298,25 @@ class SageAccountingClient:
     async def list_all(
         self, op_id: str, *, params: Mapping[str, Any], what: str, max_pages: int = 1000
     ) -> list[dict[str, Any]]:
-        """Every item of a list operation, 200 per page."""
+        """Every item of a list operation, 200 per page.
+
+        More than ``max_pages`` pages is an error, not a shorter list: a caller that reads
+        "not in the list" as "not in Sage" would act on an answer it never got.
+        """
         items: list[dict[str, Any]] = []
         page = 1
-        while page <= max_pages:
+        while True:
             _, data = await self.call(
                 op_id, params={**params, "items_per_page": 200, "page": page}, what=what
             )
             batch = data.get("$items", []) if isinstance(data, dict) else []
             items.extend(batch)
             if not data or not data.get("$next") or not batch:
-                break
+                return items
+            if page >= max_pages:
+                raise LedgerError(
+                    Reason.UNAVAILABLE,
+                    f"Sage answered {what} with more than {max_pages} pages of "
+                    f"{len(batch)}; billstream does not act on a list it could not read whole.",
+                )
             page += 1
-        return items

@@ -5,14 +5,16 @@
   normalised name (tax number first when known), created with an ``idempotency_id`` derived
   from the normalised name so racing creators converge on one contact;
 - bills are purchase invoices (credits: purchase credit notes) with ``vendor_reference`` =
-  the supplier's invoice number. Our item key rides in ``notes`` (Sage returns the notes, it
-  does not return the idempotency id), which is how ``find_bill`` tells ours from a bill
-  another channel made;
+  the supplier's invoice number, and ``reference`` too (cut to 25 characters), since that is
+  what Sage's ``search`` covers: ``find_bill`` costs one call whatever the supplier's history,
+  none for a supplier this worker created (``bills.BillBook``). Our item key rides in
+  ``notes`` (Sage returns the notes, it does not return the idempotency id), which is how
+  ``find_bill`` tells ours from a bill another channel made;
 - the bill's ``idempotency_id`` is derived from business + supplier + invoice number, so a
   retry of the same item replays the same bill, and two items carrying the same invoice
   race to one bill, which the loser sees is not its own and reports as ``duplicate``;
 - attachments have no idempotency in Sage: we look before uploading and after any
-  uncertain failure.
+  uncertain failure, except on a bill this very call created a moment ago (it has none).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import httpx
 
 from adapters.sage_accounting.attachments import SageAttachments
+from adapters.sage_accounting.bills import BillBook, reference_for
 from adapters.sage_accounting.budget import (
     DEFAULT_BYTE_WINDOW,
     DEFAULT_CALL_WINDOW,
@@ -52,6 +55,9 @@ NOTES_MAX = 2000
 ITEM_MARK = "billstream item: "
 _ITEM_RE = re.compile(r"(?m)^billstream item: (\S+)\s*$")
 DRAFT_MODES = ("draft", "posted")
+# A create answer younger than this (against the time we sent it, allowing for clocks) is a
+# bill this request made, not the replay of an earlier one that may have an attachment.
+FRESH_SKEW = dt.timedelta(seconds=2)
 
 
 def _number_key(number: str) -> str:
@@ -95,6 +101,7 @@ class SageAccountingLedger:
         reference_ttl: float = 600.0,
         vendor_ttl: float = 600.0,
         negative_ttl: float = 120.0,
+        bill_sync_interval: float = 15.0,
     ) -> None:
         if draft_mode not in DRAFT_MODES:
             raise ValueError(f"draft mode must be one of {DRAFT_MODES}, not {draft_mode!r}")
@@ -110,11 +117,21 @@ class SageAccountingLedger:
         self.reference = BusinessReference(
             lambda: self.client, settings_ttl=settings_ttl, reference_ttl=reference_ttl
         )
+        self.books = {
+            credit: BillBook(
+                lambda: self.client,
+                list_op=f"get{self._resource(credit)[0]}",
+                attributes=self._BILL_ATTRIBUTES,
+                sync_interval=bill_sync_interval,
+            )
+            for credit in (False, True)
+        }
         self.vendors = SageVendors(
             lambda: self.client,
             self._create_lock,
             vendor_ttl=vendor_ttl,
             negative_ttl=negative_ttl,
+            on_created=self._new_supplier,
         )
         self.attachments = SageAttachments(lambda: self.client, negative_ttl=negative_ttl)
 
@@ -227,6 +244,10 @@ class SageAccountingLedger:
     async def create_vendor(self, name: str, *, tax_number: str | None = None) -> Vendor:
         return await self.vendors.create_vendor(name, tax_number=tax_number)
 
+    def _new_supplier(self, vendor_id: str, created: dt.datetime) -> None:
+        for book in self.books.values():
+            book.keep(vendor_id, created)
+
     # -- bills -----------------------------------------------------------------------------------
 
     @staticmethod
@@ -257,30 +278,35 @@ class SageAccountingLedger:
     async def find_bill(
         self, vendor_id: str, number: str, *, credit_note: bool = False
     ) -> LedgerBill | None:
-        # Sage's search covers its own reference, not vendor_reference: list the supplier's
-        # bills and compare here.
-        suffix, _, _ = self._resource(credit_note)
-        items = await self.client.list_all(
-            f"get{suffix}",
-            params={"contact_id": vendor_id, "attributes": self._BILL_ATTRIBUTES},
-            what=f"looking for bill {number!r}",
-        )
+        book = self.books[credit_note]
+        items, fresh = await book.candidates(vendor_id, number)
         wanted = _number_key(number)
-        hits = [
-            i
-            for i in items
-            if _number_key(i.get("vendor_reference") or "") == wanted
-            and (i.get("status") or {}).get("id") != "VOID"
-        ]
+        hits = sorted(
+            (
+                i
+                for i in items
+                if _number_key(i.get("vendor_reference") or "") == wanted
+                and (i.get("status") or {}).get("id") != "VOID"
+            ),
+            key=lambda i: (str(i.get("created_at", "")), i["id"]),
+        )
         key = (vendor_id, wanted, credit_note)
-        if not hits:
-            self._no_bill[key] = time.monotonic()
-            return None
-        self._no_bill.pop(key, None)
-        hits.sort(key=lambda i: (str(i.get("created_at", "")), i["id"]))
-        bill = self._ledger_bill(hits[0], credit_note)
-        self._bill_kind[bill.id] = credit_note
-        return bill
+        for item in hits:
+            bill = self._ledger_bill(item, credit_note)
+            self._bill_kind[bill.id] = credit_note
+            if not fresh:
+                # from the book: it cannot tell a bill deleted in Sage since, so read it
+                current = await self.get_bill(bill.id)
+                if current is None or _number_key(current.number) != wanted:
+                    book.forget(vendor_id, bill.id)
+                    continue
+                if current.state == "void":
+                    continue
+                bill = current
+            self._no_bill.pop(key, None)
+            return bill
+        self._no_bill[key] = time.monotonic()
+        return None
 
     async def get_bill(self, bill_id: str) -> LedgerBill | None:
         kinds = [self._bill_kind[bill_id]] if bill_id in self._bill_kind else [False, True]
@@ -339,6 +365,7 @@ class SageAccountingLedger:
             "contact_id": vendor.id,
             "date": bill.date.isoformat(),
             "vendor_reference": number,
+            "reference": reference_for(number),  # what Sage's search covers
             "notes": self._notes(bill),
             lines_field: lines,
         }
@@ -400,7 +427,10 @@ class SageAccountingLedger:
             )
             made = self._ledger_bill(data, bill.credit_note)
             self._bill_kind[made.id] = bill.credit_note
+            self.books[bill.credit_note].add(data)
             created = created_at(data)
+            if created is not None and created >= sent_at - FRESH_SKEW:
+                self.attachments.created_empty(made.id)
             if created is None or created >= sent_at - dt.timedelta(seconds=120):
                 return made
             # An old answer is a replay of an earlier create; if that bill has since been

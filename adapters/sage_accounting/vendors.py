@@ -58,8 +58,12 @@ class SageVendors:
         *,
         vendor_ttl: float = 600.0,
         negative_ttl: float = 120.0,
+        on_created: Callable[[str, dt.datetime], None] | None = None,
     ) -> None:
         self._client = client
+        # told of a supplier this worker has just brought into being (the bills keep its
+        # every bill from then on: it can have no older one)
+        self._on_created = on_created
         # Shared with the bills: Sage must not create numbered documents in parallel.
         self._create_lock = create_lock
         self._vendor_ttl = vendor_ttl
@@ -146,14 +150,15 @@ class SageVendors:
             what = f"creating supplier {name!r}"
             for _ in range(2):
                 made = await self._post_contact(contact, tax_number, what)
+                created = created_at(made[1])
+                new = created is not None and created >= made[2] - dt.timedelta(seconds=120)
                 # Converge: another worker or channel may have created the same supplier (an
                 # idempotency id lasts only 7 days); the oldest match is the one all keep.
                 found = await self._candidates(name, tax_number)
                 if found:
                     vendor = self._vendor(found[0])
                     break
-                created = created_at(made[1])
-                if created is None or created >= made[2] - dt.timedelta(seconds=120):
+                if created is None or new:
                     vendor = made[0]
                     break
                 # An old, invisible answer: the replay of a supplier deleted since. Post
@@ -164,6 +169,8 @@ class SageVendors:
                     Reason.UNAVAILABLE, f"Sage kept replaying a deleted supplier for {name!r}."
                 )
             self._remember(vendor, f"name:{key}", f"tax:{tax}" if tax else None)
+            if new and created is not None and vendor.id == made[0].id and self._on_created:
+                self._on_created(vendor.id, created)
             return vendor
 
     async def _post_contact(
