@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters.sage_accounting.client import SageAccountingClient
+from adapters.sage_accounting.wire import moment
 
 REFERENCE_MAX = 25  # Sage: purchase invoice / credit note ``reference``
 # Changes are listed again from a little before the newest one seen: a bill committed a
@@ -42,16 +43,6 @@ def _since_param(moment: dt.datetime) -> str:
     # The Swagger's date-time form, YYYY-MM-DDThh:mm:ss(+|-)hh:mm; whole seconds, rounded
     # down, since the filter is inclusive.
     return moment.astimezone(dt.UTC).replace(microsecond=0).isoformat()
-
-
-def _moment(raw: Any) -> dt.datetime | None:
-    if not isinstance(raw, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 class BillBook:
@@ -130,7 +121,7 @@ class BillBook:
             newest = since
             for item in items:
                 self.add(item)
-                changed = _moment(item.get("updated_at"))
+                changed = moment(item.get("updated_at"))
                 if changed is not None and changed > newest:
                     newest = changed
             current = self._since

@@ -74,17 +74,6 @@ def _dec(value: Any) -> Decimal:
     raise TypeError(f"not an amount: {value!r}")
 
 
-def _created_at(data: Mapping[str, Any]) -> dt.datetime | None:
-    raw = data.get("created_at")
-    if not isinstance(raw, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
 class SageAccountingLedger:
     """``domain.ports.Ledger`` on one Sage Accounting business."""
 

@@ -88,7 +88,11 @@ def idempotency_id(*parts: str) -> str:
 
 def created_at(data: Mapping[str, Any]) -> dt.datetime | None:
     """When Sage says a resource was created (``created_at``), timezone-aware; None if not."""
-    raw = data.get("created_at")
+    return moment(data.get("created_at"))
+
+
+def moment(raw: Any) -> dt.datetime | None:
+    """A Sage date-time field, timezone-aware (UTC when it gives no offset); None if not one."""
     if not isinstance(raw, str):
         return None
     try:
