@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # Every event is JSON that repeats its field names: lz4 makes the log (and the embedded
     # broker's snapshot, which keeps the compressed batches) about five times smaller.
     compression: Literal["lz4", "zstd", "gzip", "snappy", "none"] = "lz4"
+    # Measured: 10 ms cut the bare chain to a third (each agent waits out the linger on every
+    # send it awaits) and did not speed the pipeline; kept at 0, a knob for remote brokers.
+    producer_linger_ms: int = Field(default=0, ge=0, le=1000)
     data_dir: Path = Path(".billstream")
     tenants_file: Path = REPO_ROOT / "tenants.example.toml"
     document_dirs: list[Path] = Field(default_factory=lambda: [SAMPLES_DIR])

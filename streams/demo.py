@@ -195,6 +195,7 @@ _WORKER_SETTINGS = (
     "stage_concurrency",
     "log_level",
     "compression",
+    "producer_linger_ms",
 )
 
 

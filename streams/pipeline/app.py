@@ -36,6 +36,9 @@ def faust_app(settings: Settings, kafka_url: str) -> faust.App:
         processing_guarantee="at_least_once",
         producer_acks=-1,
         producer_compression_type=settings.producer_compression,
+        # A few milliseconds of linger put the sends of concurrent agents into one batch:
+        # fewer produce requests, and compression that has more than one record to work on.
+        producer_linger=settings.producer_linger_ms / 1000,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_rebalance_timeout=max(settings.session_timeout, 10.0),

@@ -29,6 +29,7 @@ from adapters.http import backoff
 from domain.errors import Problem, Reason, StageError
 from domain.events import Envelope, Failure, Received, Stage, Work
 from streams import metrics
+from streams.pipeline import done as done_records
 from streams.pipeline import poison
 from streams.pipeline.poison import Delivered
 from streams.pipeline.stages import StageContext
@@ -76,24 +77,33 @@ def _wait(max_seconds: float) -> Callable[[RetryCallState], float]:
     return wait
 
 
-def _context(event: Envelope, ports: Ports) -> StageContext:
+def _context(
+    event: Envelope,
+    ports: Ports,
+    *,
+    today: dt.date | None = None,
+    received_at: dt.datetime | None = None,
+) -> StageContext:
     tenant = ports.tenant(event.tenant)
     data = event.data
-    received_at = data.received_at if isinstance(data, Work) else event.time
+    if received_at is None:
+        received_at = data.received_at if isinstance(data, Work) else event.time
     return StageContext(
         tenant=tenant,
         ledger=ports.ledger(event.tenant),
         documents=ports.documents,
         received_at=received_at,
         subject=event.subject,
-        today=ports.today(),
+        today=today or ports.today(),
     )
 
 
-async def run_stage(event: Envelope, spec: StageSpec, ports: Ports) -> Envelope:
+async def run_stage(
+    event: Envelope, spec: StageSpec, ports: Ports, *, today: dt.date | None = None
+) -> Envelope:
     """Run the stage function with in-place retries; a ``Failure`` event when it gives up."""
     try:
-        ctx = _context(event, ports)
+        ctx = _context(event, ports, today=today)
     except KeyError as exc:
         err = StageError(
             Reason.VALIDATION,
@@ -157,22 +167,22 @@ class StageRunner:
     ) -> Outcome:
         key = event.subject.encode()
         async with self._lock(spec.name, event.subject):
-            recorded = done.get(key)
-            previous = _recorded(recorded, spec.name, event.subject)
+            previous = await self._previous(event, spec, done.get(key))
             # A success is final; a failure is re-run only by a newer attempt (a replay).
             if previous is not None and (
                 previous.stage is not Stage.FAILED or previous.attempt >= event.attempt
             ):
                 metrics.record_stage(spec.name, event.tenant, "replayed", 0.0)
-                return Outcome(previous, replayed=True, raw=recorded or b"")
+                return Outcome(previous, replayed=True)
             started = time.perf_counter()
-            out = await run_stage(event, spec, self.ports)
+            today = self.ports.today()
+            out = await run_stage(event, spec, self.ports, today=today)
             if delivered is None:
                 delivered = Delivered(spec.source.value, -1, -1, key, event.to_bytes())
             # Neither the log nor the table's changelog takes a record over ~1 MiB: a result
             # that big is parked by reference before it can stop the partition.
             out, raw = poison.bounded(out, out.to_bytes(), delivered, spec.source)
-            done[key] = raw
+            done[key] = done_records.record(event, out, today).to_bytes()
         outcome = "failed" if out.stage is Stage.FAILED else "ok"
         metrics.record_stage(spec.name, event.tenant, outcome, time.perf_counter() - started)
         if out.stage is Stage.ATTACHED and isinstance(out.data, Work):
@@ -180,15 +190,29 @@ class StageRunner:
             metrics.record_attached(event.tenant, age.total_seconds())
         return Outcome(out, replayed=False, raw=raw)
 
-
-def _recorded(recorded: bytes | None, stage: str, subject: str) -> Envelope | None:
-    """A table entry as an event; one this release cannot read counts as not done."""
-    if recorded is None:
-        return None
-    try:
-        return Envelope.from_bytes(recorded)
-    except ValueError as exc:
-        log.warning(
-            "%s %s: the recorded result is unreadable (%s); running again", stage, subject, exc
-        )
-        return None
+    async def _previous(
+        self, event: Envelope, spec: StageSpec, recorded: bytes | None
+    ) -> Envelope | None:
+        """The event this stage already emitted for the item, or None (also when the entry
+        cannot be read or rebuilt: the stage then runs again)."""
+        if recorded is None:
+            return None
+        try:
+            entry = done_records.read(recorded)
+            if isinstance(entry, Envelope):
+                return entry
+            if entry.event is not None:
+                return entry.event
+            work = done_records.work_of(event, entry)
+            if work is None:  # validation: no side effect, re-derived on the day it ran
+                ctx = _context(event, self.ports, today=entry.today, received_at=entry.received_at)
+                work = await spec.fn(event.data, ctx)
+            return done_records.rebuilt(event, entry, work)
+        except (ValueError, KeyError, StageError) as exc:
+            log.warning(
+                "%s %s: the recorded result is unusable (%s); running again",
+                spec.name,
+                event.subject,
+                exc,
+            )
+            return None

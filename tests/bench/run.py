@@ -269,27 +269,30 @@ def pipeline_chain(
     return Chain("pipeline", settings, kafka_url, start), port
 
 
-async def bench_chains(base: Settings, kafka_url: str, n: int, root: Path) -> dict[str, Any]:
-    tenants = load_tenants(base.tenants_file)
-    samples = sample_items(n + RESTART_ITEMS + n // 2 + 3000)
-    main, after = samples[:n], samples[n:]
-    events = events_of(main)
+async def bench_bare(base: Settings, kafka_url: str, events: list[Envelope], root: Path) -> Any:
     bare = bare_chain(base, kafka_url, root)
-    figures: dict[str, Any] = {}
     try:
-        figures["bare"], _ = await throughput(bare, events)
+        figures, _ = await throughput(bare, events)
     finally:
         bare.stop()
+    return figures
+
+
+async def bench_pipeline(
+    base: Settings, kafka_url: str, samples: list[SampleItem], n: int, root: Path
+) -> dict[str, Any]:
+    tenants = load_tenants(base.tenants_file)
+    main, after = samples[:n], samples[n:]
     harness = harness_for("local")
     pipeline, port = pipeline_chain(base, kafka_url, root, harness, tenants)
+    figures: dict[str, Any] = {}
     try:
-        pipe_figures, proc = await throughput(pipeline, events)
+        pipe_figures, proc = await throughput(pipeline, events_of(main))
         pipe_figures["stage_ms"] = stage_ms(port)
         topics = await topics_with_prefix(
             kafka_url, pipeline.settings.topic_prefix, pipeline.settings.app_id
         )
-        stored = await log_bytes(kafka_url, topics)
-        pipe_figures["bytes_per_item"] = round(stored / n)
+        pipe_figures["bytes_per_item"] = round(await log_bytes(kafka_url, topics) / n)
         figures["pipeline"] = pipe_figures
         restart_events, after = events_of(after[:RESTART_ITEMS]), after[RESTART_ITEMS:]
         figures["restart_seconds"], proc = await restart(pipeline, proc, restart_events)
@@ -298,9 +301,33 @@ async def bench_chains(base: Settings, kafka_url: str, n: int, root: Path) -> di
         rate = pipe_figures["items_per_second"] / 2
         count = max(50, min(len(after), int(rate * 20)))
         figures["latency"] = await latency(pipeline, events_of(after[:count]), rate)
+        figures["items_sent"] = n + RESTART_ITEMS + n // 2 + count
     finally:
         pipeline.stop()
         harness.stop()
+    return figures
+
+
+def broker_bytes(settings: Settings) -> int:
+    """What the embedded broker keeps on disk for a run, once it has stopped (its snapshot)."""
+    return sum(f.stat().st_size for f in settings.broker_dir.rglob("*") if f.is_file())
+
+
+def bench_chains(base: Settings, n: int, root: Path) -> dict[str, Any]:
+    """The bare chain, then the pipeline; on the embedded broker each gets a broker of its
+    own, so neither inherits the other's log and the pipeline's snapshot can be weighed."""
+    samples = sample_items(n + RESTART_ITEMS + n // 2 + 3000)
+    events = events_of(samples[:n])
+    figures: dict[str, Any] = {}
+    bare_base = base.model_copy(update={"data_dir": root / "bare-broker"})
+    with kafka_for(bare_base) as kafka_url:
+        figures["bare"] = asyncio.run(bench_bare(base, kafka_url, events, root))
+    pipe_base = base.model_copy(update={"data_dir": root / "pipeline-broker"})
+    with kafka_for(pipe_base) as kafka_url:
+        figures |= asyncio.run(bench_pipeline(base, kafka_url, samples, n, root))
+    if not base.kafka_url:
+        stored = broker_bytes(pipe_base)
+        figures["pipeline"]["stored_bytes_per_item"] = round(stored / figures["items_sent"])
     return figures
 
 
@@ -315,6 +342,7 @@ def summary(figures: dict[str, Any]) -> dict[str, Any]:
         "bare_cpu_ms_per_item": bare["cpu_ms_per_item"],
         "stage_ms": pipe["stage_ms"],
         "bytes_per_item": pipe["bytes_per_item"],
+        "stored_bytes_per_item": pipe.get("stored_bytes_per_item"),
         "worker_rss_mb_10k": pipe.get("rss_mb_10k"),
         "worker_rss_mb_end": pipe["rss_mb_end"],
         "restart_seconds": figures["restart_seconds"],
@@ -337,8 +365,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="billstream-bench-") as tmp:
         root = Path(tmp)
         base = Settings(data_dir=root, log_level="WARNING")
-        with kafka_for(base) as kafka_url:
-            figures = asyncio.run(bench_chains(base, kafka_url, args.items, root))
+        figures = bench_chains(base, args.items, root)
         figures["broker"] = "kafka" if base.kafka_url else "embedded noida-db"
     figures["validation"] = bench_validation(max(args.items, 2000))
     line = summary(figures)

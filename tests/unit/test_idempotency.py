@@ -84,20 +84,21 @@ async def test_failure_is_re_emitted_on_redelivery_but_re_run_on_replay(ports: P
 
 async def test_concurrent_deliveries_of_one_item_do_the_work_once(ports: Ports) -> None:
     once = StageRunner(ports)
+    validated = (await once(received(dext_item()), VALIDATE, {})).event
     done: dict = {}
     calls = 0
 
-    async def slow_validate(data: Received, ctx: stages.StageContext) -> Work:
+    async def slow_resolve(work: Work, ctx: stages.StageContext) -> Work:
         nonlocal calls
         calls += 1
         await asyncio.sleep(0.05)  # slow work: the four other deliveries arrive meanwhile
-        return await stages.validate(data, ctx)
+        return await stages.resolve_vendor(work, ctx)
 
-    spec = StageSpec("validate", Stage.RECEIVED, Stage.VALIDATED, slow_validate)
-    ev = received(dext_item())
-    outs = await asyncio.gather(*(once(ev, spec, done) for _ in range(5)))
+    spec = StageSpec("resolve_vendor", Stage.VALIDATED, Stage.VENDOR_RESOLVED, slow_resolve)
+    outs = await asyncio.gather(*(once(validated, spec, done) for _ in range(5)))
     assert calls == 1
     assert len({o.event.id for o in outs}) == 1
+    assert len({o.value for o in outs}) == 1  # the same bytes each time
     assert sum(not o.replayed for o in outs) == 1
 
 
