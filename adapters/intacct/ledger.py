@@ -9,14 +9,13 @@ Vendors and bills (credit notes as AP adjustments) through the generic ``query``
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import re
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
-from xml.etree.ElementTree import Element, tostring
+from xml.etree.ElementTree import Element
 
 from adapters.intacct.attachments import SupdocAttachments
 from adapters.intacct.caching import KeyedLocks, MissCache
@@ -393,7 +392,6 @@ class IntacctLedger:
             )
         _refuse_finer_than_cents(bill, kind)
         obj = bill_element(vendor, bill)
-        digest = hashlib.sha256(tostring(obj)).hexdigest()
         # Read the bill back in the same request: Intacct's create answers only RECORDNO.
         readback = Function(
             read_controlid("readback"),
@@ -401,8 +399,12 @@ class IntacctLedger:
         )
         salt = ""
         while True:
+            # Keyed by supplier and number, not by item: Intacct's uniqueid then refuses a
+            # second item's bill with the same number even when another worker's lookup
+            # missed it at the same moment.
             create = Function(
-                write_controlid("bill", bill.item_key, digest, salt), element("create", obj)
+                write_controlid("bill", vendor.id, bill.number, str(bill.credit_note), salt),
+                element("create", obj),
             )
             created, found = await self._run([create, readback], write=True)
             if created.ok:
@@ -413,12 +415,20 @@ class IntacctLedger:
                     what=f"{kind} {bill.number} from {vendor.name}",
                     extra={"item_key": bill.item_key},
                 )
-            # This very bill was posted before: by our own earlier try, or by another worker
-            # on the same item just now. Adopt it; if it is gone (deleted by hand since, as
-            # the lookup above also found), post it afresh, once.
+            # This supplier's number was posted before: by our own earlier try, by another
+            # worker on the same item, or for another item (a twin). Adopt our own, refuse
+            # a twin's; if it is gone (deleted by hand since), post it afresh, once.
             again = await self.find_bill(vendor.id, bill.number, credit_note=bill.credit_note)
             if again is not None and again.item_key == bill.item_key:
                 return again
+            if again is not None:
+                raise LedgerError(
+                    Reason.DUPLICATE,
+                    f"{kind.capitalize()} {bill.number} from {vendor.name} was posted by "
+                    f"another item ({again.item_key or 'not billstream'}) as record "
+                    f"{again.id} a moment ago.",
+                    detail={"bill_id": again.id, "item_key": again.item_key},
+                )
             if salt:
                 raise LedgerError(
                     Reason.UNAVAILABLE,

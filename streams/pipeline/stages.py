@@ -8,7 +8,10 @@ directly with fakes.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from domain.errors import Reason, StageError
@@ -70,9 +73,38 @@ async def resolve_vendor(work: Work, ctx: StageContext) -> Work:
     return work.model_copy(update={"vendor": vendor, "notes": notes})
 
 
+_BillKey = tuple[str, str, str, bool]
+_posting: dict[_BillKey, tuple[asyncio.Lock, int]] = {}
+
+
+@asynccontextmanager
+async def _one_at_a_time(key: _BillKey) -> AsyncIterator[None]:
+    # Two items with the same supplier and number (a deliberate twin, a resend under a new
+    # id) sit on different partitions; without this both lookups miss and both post. The
+    # lock holds within a worker; across workers the ledger adapter's own guard must.
+    lock, users = _posting.get(key, (asyncio.Lock(), 0))
+    _posting[key] = (lock, users + 1)
+    try:
+        async with lock:
+            yield
+    finally:
+        lock, users = _posting[key]
+        if users == 1:
+            del _posting[key]
+        else:
+            _posting[key] = (lock, users - 1)
+
+
 async def create_bill(work: Work, ctx: StageContext) -> Work:
     """Post the draft bill once: adopt our own, refuse another channel's, honour periods."""
     assert work.vendor is not None, "create_bill needs a resolved vendor"
+    key = (ctx.tenant.id, work.vendor.id, work.bill.number, work.bill.credit_note)
+    async with _one_at_a_time(key):
+        return await _create_bill(work, ctx)
+
+
+async def _create_bill(work: Work, ctx: StageContext) -> Work:
+    assert work.vendor is not None
     bill, notes = work.bill, list(work.notes)
     # The lookup comes first on every try, so a retry after an uncertain write, or a crash
     # between Sage's answer and our table, adopts the bill instead of posting it again.

@@ -242,3 +242,26 @@ async def test_rate_limit_and_outage_past_the_budget_surface_as_transient_reason
         await ledger.aclose()
     assert limited.value.reason is Reason.RATE_LIMITED and limited.value.retry_after == 1.0
     assert down.value.reason is Reason.UNAVAILABLE and not down.value.uncertain
+
+
+async def test_twins_posted_by_two_workers_at_once_make_one_bill(calm: SandboxProcess) -> None:
+    # Regression: two items with the same supplier and number, on two workers, both looked
+    # up before either posted and both bills were created. The create's control id is now
+    # the supplier and number, so Intacct's uniqueid refuses the second.
+    company = calm.new_company()
+    workers = [ledger_for(calm, company), ledger_for(calm, company)]
+    try:
+        vendor = await Driver().resolve_vendor(workers[0], draft(SUPPLIERS[2], "x"))
+        twins = [draft(vendor.name, "TWIN-1", key=f"faults:twin-{n}") for n in (1, 2)]
+        for worker in workers:  # both lookups miss before either posts
+            assert await worker.find_bill(vendor.id, "TWIN-1") is None
+        outcomes = await asyncio.gather(
+            *(w.create_draft_bill(vendor, b) for w, b in zip(workers, twins, strict=True)),
+            return_exceptions=True,
+        )
+    finally:
+        for worker in workers:
+            await worker.aclose()
+    refused = [o for o in outcomes if isinstance(o, LedgerError)]
+    assert [e.reason for e in refused] == [Reason.DUPLICATE]
+    assert len(calm.bills(company)) == 1

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
+from typing import cast
 
 import pytest
 
 from domain.errors import LedgerError, Reason, StageError
 from domain.events import Envelope, Received, Stage, Work
-from domain.models import DocumentRef
+from domain.models import DocumentRef, DraftBill, LedgerBill, Vendor
+from domain.ports import Ledger
 from streams.pipeline import stages
 from streams.pipeline.idempotency import _context
 from streams.pipeline.wiring import Ports
@@ -102,6 +106,54 @@ async def test_create_bill_parks_another_channels_bill_as_duplicate(ports: Ports
     assert err.value.reason is Reason.DUPLICATE
     assert "already exists" in err.value.message
     assert len(ledger_of(ports, "t1").writes("create_draft_bill")) == 1
+
+
+class _CheckThenPost:
+    """A ledger whose lookup and create are separate round trips, as Sage's are."""
+
+    def __init__(self) -> None:
+        self.bills: list[LedgerBill] = []
+
+    async def find_bill(
+        self, vendor_id: str, number: str, *, credit_note: bool = False
+    ) -> LedgerBill | None:
+        await asyncio.sleep(0.01)
+        return next((b for b in self.bills if (b.vendor_id, b.number) == (vendor_id, number)), None)
+
+    async def create_draft_bill(self, vendor: Vendor, bill: DraftBill) -> LedgerBill:
+        await asyncio.sleep(0.01)
+        made = LedgerBill(
+            id=f"B{len(self.bills) + 1}",
+            vendor_id=vendor.id,
+            number=bill.number,
+            date=bill.date,
+            currency=bill.currency,
+            total=bill.total,
+            item_key=bill.item_key,
+        )
+        self.bills.append(made)
+        return made
+
+
+async def test_twins_posted_at_once_make_one_bill_and_one_duplicate(ports: Ports) -> None:
+    # Regression: the sample set's deliberate twin, replayed beside its original after a
+    # period reopened, was posted too (both lookups missed before either create).
+    first = await through(ports, dext_item(), "create_bill")
+    twin = await through(ports, dext_item(id="DX-2"), "create_bill")
+    ledger = _CheckThenPost()
+    contexts = [
+        dataclasses.replace(ctx_for(ports, item_id=i), ledger=cast(Ledger, ledger))
+        for i in ("DX-1", "DX-2")
+    ]
+    outcomes = await asyncio.gather(
+        stages.create_bill(first, contexts[0]),
+        stages.create_bill(twin, contexts[1]),
+        return_exceptions=True,
+    )
+    assert len(ledger.bills) == 1
+    refused = [o for o in outcomes if isinstance(o, StageError)]
+    assert [e.reason for e in refused] == [Reason.DUPLICATE]
+    assert stages._posting == {}
 
 
 async def test_closed_period_holds_by_default(ports: Ports) -> None:
