@@ -9,15 +9,21 @@ failure, and every earlier effect (vendor, bill) is found again rather than repe
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import orjson
+
 from domain.errors import RETRY_OF, Reason, Retry
 from domain.events import Envelope, Failure, Stage, event_id
 from streams.config import Settings
-from streams.kafka.eventlog import read_topics
+from streams.kafka.eventlog import RawRecord, read_records
 from streams.kafka.publish import Publisher
+
+log = logging.getLogger(__name__)
+CHUNK = 500  # replayed events sent per batch of acknowledgements
 
 
 @dataclass(frozen=True)
@@ -110,10 +116,47 @@ def replay_event(failed: Envelope) -> tuple[Envelope, Stage]:
     return event, failure.stage
 
 
+def _head(raw: RawRecord) -> tuple[str, int] | None:
+    """Subject and attempt of a record, read without validating the whole event."""
+    try:
+        body = orjson.loads(raw.value)
+        subject, attempt = body["subject"], body["attempt"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        subject = attempt = None
+    if not isinstance(subject, str) or not isinstance(attempt, int):
+        log.warning("%s/%d@%d is not a readable event", raw.topic, raw.partition, raw.offset)
+        return None
+    return subject, attempt
+
+
 async def parked_items(settings: Settings, kafka_url: str, flt: ReplayFilter) -> list[Envelope]:
-    failures = [x.event async for x in read_topics(kafka_url, [settings.topic(Stage.FAILED)])]
-    attached = [x.event async for x in read_topics(kafka_url, [settings.topic(Stage.ATTACHED)])]
-    return [ev for ev in still_parked(failures, attached) if flt.matches(ev)]
+    """``still_parked`` over the log, decoding in full only the failures that are parked.
+
+    An item's events share a key, hence a partition, so log order is their order: the last
+    failure at the highest attempt is the latest.
+    """
+    done_at: dict[str, int] = {}
+    async for raw in read_records(kafka_url, [settings.topic(Stage.ATTACHED)]):
+        head = _head(raw)
+        if head is not None:
+            done_at[head[0]] = max(done_at.get(head[0], 0), head[1])
+    latest: dict[str, tuple[int, RawRecord]] = {}
+    async for raw in read_records(kafka_url, [settings.topic(Stage.FAILED)]):
+        head = _head(raw)
+        if head is not None and head[1] >= latest.get(head[0], (0, raw))[0]:
+            latest[head[0]] = (head[1], raw)
+    parked: list[Envelope] = []
+    for subject, (attempt, raw) in sorted(latest.items()):
+        if attempt <= done_at.get(subject, 0):
+            continue
+        try:
+            event = Envelope.from_bytes(raw.value)
+        except ValueError as exc:
+            log.warning("%s/%d@%d: %s", raw.topic, raw.partition, raw.offset, str(exc)[:300])
+            continue
+        if isinstance(event.data, Failure) and flt.matches(event):
+            parked.append(event)
+    return parked
 
 
 async def replay(
@@ -140,10 +183,10 @@ async def replay(
     if dry_run or not matched:
         return report
     async with Publisher(settings, kafka_url) as publisher:
-        for i, ev in enumerate(matched, start=1):
-            event, stage = replay_event(ev)
-            await publisher.send(event, stage)
-            report.sent = i
+        for start in range(0, len(matched), CHUNK):
+            chunk = matched[start : start + CHUNK]
+            await publisher.send_many([replay_event(ev) for ev in chunk])
+            report.sent = start + len(chunk)
             if progress:
-                progress(i, len(matched))
+                progress(report.sent, len(matched))
     return report
