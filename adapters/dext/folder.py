@@ -340,6 +340,18 @@ def _row(
     return Row(line, item, document)
 
 
+def fields_row(fields: dict[str, str], tenant: Tenant) -> Row:
+    """One record of labelled fields (a Zapier step's, a form's) read as an export row: the
+    labels matched as leniently as CSV headers, unknown labels ignored."""
+    header = list(fields)
+    columns = [HEADER_FIELDS.get(_norm(h)) for h in header]
+    if "payee" not in columns and "total_amount" not in columns:
+        raise RowError(
+            "no Supplier or Total field (labels found: " + (", ".join(header) or "none") + ")"
+        )
+    return _row(1, [fields[h] for h in header], header, columns, tenant)
+
+
 def _document_name(value: str) -> str:
     if re.match(r"^https?://", value, re.I):
         return urlparse(value).path.rsplit("/", 1)[-1] or "document"

@@ -10,6 +10,12 @@ A request carries three headers:
   ``BILLSTREAM_PUSH_SECRET_ACME_UK``; several comma-separated secrets are all accepted, so a
   secret can be rotated without downtime).
 
+Or, for tools that cannot compute an HMAC (Zapier's "Webhooks by Zapier"): ``Authorization:
+Bearer <token>`` with a token from ``BILLSTREAM_PUSH_TOKEN_<TENANT>`` (at least 24 characters;
+several comma-separated tokens are all accepted, for rotation), compared in constant time.
+The token names the tenant; an ``X-Billstream-Tenant`` beside it must agree. A token is
+replayable by whoever sees it: put the endpoint behind TLS.
+
 The body is one item or a JSON array of items (at most ``max_items``), each with its Dext
 ``id``; a document is given by URL (``document.url``, ``document_url`` or ``image_url``), https
 from a host the tenant allows. Answers: ``202`` with the item key(s); ``401`` (headers, tenant,
@@ -20,11 +26,13 @@ the broker did not take it: send again). Every refusal is JSON ``{"reason", "mes
 
 The body may also be one European e-invoice (``adapters.einvoice``): a UBL 2.1 or CII XML
 (``Content-Type: application/xml``) or a Factur-X / ZUGFeRD PDF (``application/pdf``),
-signed the same way; an XML body is recognised whatever its declared type. It becomes one
-item; the file (an XML's PDF rendering) is kept under the tenant's first ``document_dirs``
-folder for the attach stage, and ``X-Billstream-Filename`` names it in Sage. A file that is
-not a readable e-invoice, or whose totals do not add up, is ``400`` ``invalid_einvoice`` with
-each problem's code.
+signed the same way; a flat record labelled as Zapier labels Dext's fields ("Supplier
+Name", "Total Amount", "Image URL"; ``adapters.dext.zapier``), as JSON or as
+``application/x-www-form-urlencoded``, is read as one item. An XML body is recognised
+whatever its declared type. An e-invoice becomes one item; the file (an XML's PDF
+rendering) is kept under the tenant's first ``document_dirs`` folder for the attach stage,
+and ``X-Billstream-Filename`` names it in Sage. A file that is not a readable e-invoice, or
+whose totals do not add up, is ``400`` ``invalid_einvoice`` with each problem's code.
 
 The same item pushed twice is one item: a repeat (a tool's retry, a replayed request) answers
 ``202`` with ``"status": "duplicate"`` and publishes nothing. What was received is kept in a
@@ -50,6 +58,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from adapters.dext.items import ReceivedSink, SourceItem, canonical_item, env_suffix
+from adapters.dext.zapier import RowError, flat_item, form_fields, is_flat, is_form
 from adapters.documents import DocumentFetcher
 from adapters.einvoice.errors import EInvoiceError
 from adapters.einvoice.reader import is_pdf, looks_like_einvoice, read_einvoice
@@ -60,6 +69,8 @@ from domain.tenants import Tenant, Tenants
 log = logging.getLogger("billstream.dext.push")
 
 ENV_SECRET_PREFIX = "BILLSTREAM_PUSH_SECRET_"
+ENV_TOKEN_PREFIX = "BILLSTREAM_PUSH_TOKEN_"
+MIN_TOKEN_LENGTH = 24
 MAX_BODY_BYTES = 1024 * 1024
 MAX_ITEMS = 100
 MAX_SKEW_SECONDS = 300
@@ -96,22 +107,43 @@ def signed_headers(
     }
 
 
+def token_env(tenant_id: str) -> str:
+    return f"{ENV_TOKEN_PREFIX}{env_suffix(tenant_id)}"
+
+
 def secrets_from_env(
     tenants: Iterable[Tenant], env: Mapping[str, str] | None = None
 ) -> dict[str, list[str]]:
     """Tenant id -> accepted secrets. Secrets shorter than 16 characters are ignored."""
+    return _keys_from_env(tenants, env, secret_env, MIN_SECRET_LENGTH, "secret")
+
+
+def tokens_from_env(
+    tenants: Iterable[Tenant], env: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
+    """Tenant id -> accepted bearer tokens. Tokens shorter than 24 characters are ignored."""
+    return _keys_from_env(tenants, env, token_env, MIN_TOKEN_LENGTH, "token")
+
+
+def _keys_from_env(
+    tenants: Iterable[Tenant],
+    env: Mapping[str, str] | None,
+    name_of: Callable[[str], str],
+    shortest: int,
+    what: str,
+) -> dict[str, list[str]]:
     env = os.environ if env is None else env
     out: dict[str, list[str]] = {}
     for tenant in tenants:
-        values = [s.strip() for s in env.get(secret_env(tenant.id), "").split(",") if s.strip()]
-        short = [s for s in values if len(s) < MIN_SECRET_LENGTH]
-        if short:
+        values = [s.strip() for s in env.get(name_of(tenant.id), "").split(",") if s.strip()]
+        if any(len(s) < shortest for s in values):
             log.warning(
-                "%s holds a secret shorter than %d characters; it is ignored",
-                secret_env(tenant.id),
-                MIN_SECRET_LENGTH,
+                "%s holds a %s shorter than %d characters; it is ignored",
+                name_of(tenant.id),
+                what,
+                shortest,
             )
-        good = [s for s in values if len(s) >= MIN_SECRET_LENGTH]
+        good = [s for s in values if len(s) >= shortest]
         if good:
             out[tenant.id] = good
     return out
@@ -184,6 +216,7 @@ class PushEndpoint:
         tenants: Tenants,
         secrets: Mapping[str, list[str]],
         sink: ReceivedSink,
+        tokens: Mapping[str, list[str]] | None = None,
         state: PushState,
         documents: DocumentFetcher,
         max_body_bytes: int = MAX_BODY_BYTES,
@@ -192,6 +225,7 @@ class PushEndpoint:
     ) -> None:
         self.tenants = tenants
         self.secrets = dict(secrets)
+        self.tokens = dict(tokens or {})
         self.sink = sink
         self.state = state
         self.documents = documents
@@ -257,29 +291,64 @@ class PushEndpoint:
             )
         return None
 
-    async def receive(self, request: web.Request) -> web.Response:
-        request_id = _header(request, "X-Request-Id")
-        if not REQUEST_ID.fullmatch(request_id):
-            request_id = uuid.uuid4().hex
+    def _bearer(self, request: web.Request) -> str | web.Response:
+        """The tenant whose token the ``Authorization`` header carries, or the refusal."""
+        scheme, _, token = _header(request, "Authorization").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return _refuse(401, "bad_token", "Authorization must be 'Bearer <token>'")
+        found = None
+        for tenant_id, accepted in self.tokens.items():
+            for candidate in accepted:
+                # Every token is compared, so the time taken says nothing about which matched.
+                if hmac.compare_digest(candidate.encode(), token.encode()):
+                    found = tenant_id
+        named = _header(request, "X-Billstream-Tenant")
+        if found is None or found not in self.tenants.tenants or named not in ("", found):
+            return _refuse(
+                401,
+                "bad_token",
+                f"the token is not one of a tenant's {ENV_TOKEN_PREFIX}<TENANT> tokens"
+                + (" for the tenant named in X-Billstream-Tenant" if named else ""),
+            )
+        return found
+
+    def _signer(self, request: web.Request) -> str | web.Response:
         names = ("X-Billstream-Tenant", "X-Billstream-Timestamp", "X-Billstream-Signature")
         missing = [name for name in names if not request.headers.get(name, "").strip()]
         if missing:
-            return _refuse(401, "missing_headers", f"missing header(s): {', '.join(missing)}")
+            return _refuse(
+                401,
+                "missing_headers",
+                f"missing header(s): {', '.join(missing)} (or send Authorization: Bearer)",
+            )
         tenant_id = _header(request, "X-Billstream-Tenant")
         if tenant_id not in self.tenants.tenants or not self.secrets.get(tenant_id):
             shown = tenant_id if TENANT.fullmatch(tenant_id) else "(not a tenant id)"
             return _refuse(
                 401,
                 "unknown_tenant",
-                f"tenant {shown!r} does not take pushes (no such tenant, or no "
+                f"tenant {shown!r} does not take signed pushes (no such tenant, or no "
                 f"{secret_env(shown)} configured)",
             )
+        return tenant_id
+
+    async def receive(self, request: web.Request) -> web.Response:
+        request_id = _header(request, "X-Request-Id")
+        if not REQUEST_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex
+        bearer = bool(request.headers.get("Authorization", "").strip())
+        who = self._bearer(request) if bearer else self._signer(request)
+        if isinstance(who, web.Response):
+            return who
+        tenant_id = who
         content_type = request.headers.get("Content-Type", "")
-        if not (_is_json(content_type) or _is_einvoice_type(content_type)):
+        if not (_is_json(content_type) or _is_einvoice_type(content_type) or is_form(content_type)):
             return _refuse(
                 415,
                 "unsupported_media_type",
-                "send the items as JSON (application/json), or one e-invoice as "
+                "send the items as JSON (application/json) or a form "
+                "(application/x-www-form-urlencoded), or one e-invoice as "
                 "application/xml or application/pdf",
             )
         try:
@@ -293,16 +362,22 @@ class PushEndpoint:
             return _refuse(
                 413, "too_large", f"the body is over the {self.max_body_bytes} bytes cap"
             )
-        refused = self._authenticate(request, body)
+        refused = None if bearer else self._authenticate(request, body)
         if refused is not None:
             return refused
         tenant = self.tenants.get(tenant_id)
-        if _is_einvoice_type(content_type) or looks_like_einvoice(body) or is_pdf(body):
+        if is_form(content_type):
+            try:
+                raws = [form_fields(body)]
+            except ItemFormatError as exc:
+                return _refuse(400, "invalid_form", str(exc))
+        elif _is_einvoice_type(content_type) or looks_like_einvoice(body) or is_pdf(body):
             return await self._receive_einvoice(request, body, tenant, request_id)
-        try:
-            raws = loads_items(body)
-        except ItemFormatError as exc:
-            return _refuse(400, "invalid_json", str(exc))
+        else:
+            try:
+                raws = loads_items(body)
+            except ItemFormatError as exc:
+                return _refuse(400, "invalid_json", str(exc))
         if not raws:
             return _refuse(400, "invalid_item", "no items in the body")
         if len(raws) > self.max_items:
@@ -385,6 +460,12 @@ class PushEndpoint:
         batch: list[SourceItem] = []
         too_large = False
         for n, raw in enumerate(raws):
+            if is_flat(raw):
+                try:
+                    raw = flat_item(raw, tenant)
+                except RowError as exc:
+                    problems.append({"index": n, "code": "invalid_fields", "message": str(exc)})
+                    continue
             item, ref = canonical_item(raw)
             refused = check_item(item)
             if refused:

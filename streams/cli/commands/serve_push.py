@@ -8,10 +8,12 @@ import click
 
 from adapters.dext.push import (
     ENV_SECRET_PREFIX,
+    ENV_TOKEN_PREFIX,
     MAX_BODY_BYTES,
     PushEndpoint,
     PushState,
     secrets_from_env,
+    tokens_from_env,
 )
 from adapters.dext.web import start_app
 from adapters.documents import DocumentFetcher
@@ -29,7 +31,10 @@ PUSH_HELP = f"""Accept signed Dext items over HTTP: POST /v1/items.
 Headers:  X-Billstream-Tenant: <tenant id>
           X-Billstream-Timestamp: <Unix seconds, within 5 minutes>
           X-Billstream-Signature: sha256=<hex HMAC-SHA256 of timestamp + "." + raw body>
-Body:     one Dext item, or a JSON array of them, each with its "id".
+   or:    Authorization: Bearer <token>   (for Zapier; only behind TLS)
+Body:     one Dext item, or a JSON array of them, each with its "id"; or one
+          flat record labelled as Zapier labels Dext's fields ("Supplier Name",
+          "Total Amount", "Image URL"...), as JSON or a form.
 Answers:  202 {{"key": "tenant:id", "status": "accepted" | "duplicate"}};
           400 / 401 / 413 / 415 / 409 with {{"reason", "message"}}; 503 only
           when the broker did not take the item (send it again).
@@ -37,7 +42,9 @@ Answers:  202 {{"key": "tenant:id", "status": "accepted" | "duplicate"}};
 \b
 Secrets (environment only): {ENV_SECRET_PREFIX}<TENANT>, e.g. acme-uk ->
 {ENV_SECRET_PREFIX}ACME_UK; at least 16 characters; several comma-separated
-values are all accepted (rotation). Only tenants with a secret take pushes.
+values are all accepted (rotation). Tokens: {ENV_TOKEN_PREFIX}<TENANT>, at
+least 24 characters, comma-separated for rotation. Only tenants with a secret
+or a token take pushes.
 
 When ready, prints one JSON line with the endpoint's "url" and the "tenants" it serves.
 """
@@ -52,15 +59,19 @@ When ready, prints one JSON line with the endpoint's "url" and the "tenants" it 
 def serve_push(host: str, port: int, max_body_bytes: int) -> None:
     settings, tenants = load_settings_and_tenants()
     secrets = secrets_from_env(tenants.all())
-    if not secrets:
-        fail(f"no tenant can push: set {ENV_SECRET_PREFIX}<TENANT> for at least one tenant")
-    asyncio.run(_serve(settings, tenants, secrets, host, port, max_body_bytes))
+    tokens = tokens_from_env(tenants.all())
+    if not secrets and not tokens:
+        fail(
+            f"no tenant can push: set {ENV_SECRET_PREFIX}<TENANT> or {ENV_TOKEN_PREFIX}<TENANT> "
+            "for at least one tenant"
+        )
+    asyncio.run(_serve(settings, tenants, (secrets, tokens), host, port, max_body_bytes))
 
 
 async def _serve(
     settings: Settings,
     tenants: Tenants,
-    secrets: dict[str, list[str]],
+    keys: tuple[dict[str, list[str]], dict[str, list[str]]],
     host: str,
     port: int,
     max_body_bytes: int,
@@ -73,7 +84,8 @@ async def _serve(
             async with Publisher(settings, kafka_url) as publisher:
                 endpoint = PushEndpoint(
                     tenants=tenants,
-                    secrets=secrets,
+                    secrets=keys[0],
+                    tokens=keys[1],
                     sink=publisher,
                     state=state,
                     documents=DocumentFetcher(allowed_dirs=list(settings.document_dirs)),
@@ -81,7 +93,7 @@ async def _serve(
                 )
                 runner, url = await start_app(endpoint.app(), host, port)
                 try:
-                    print_json({"url": f"{url}/v1/items", "tenants": sorted(secrets)})
+                    print_json({"url": f"{url}/v1/items", "tenants": sorted({*keys[0], *keys[1]})})
                     await stop.wait()
                 finally:
                     await runner.cleanup()
