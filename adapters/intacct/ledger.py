@@ -374,6 +374,18 @@ class IntacctLedger:
         finally:
             self._misses.forget(("bill", vendor.id, bill.number, str(bill.credit_note)))
 
+    def _ours_or_duplicate(self, found: LedgerBill, vendor: Vendor, bill: DraftBill) -> LedgerBill:
+        """The bill found for this supplier and number: adopted when this item posted it."""
+        if found.item_key == bill.item_key:
+            return found
+        kind = "Credit note" if bill.credit_note else "Bill"
+        raise LedgerError(
+            Reason.DUPLICATE,
+            f"{kind} {bill.number} from {vendor.name} already exists in {self.company} as "
+            f"record {found.id}, posted by {found.item_key or 'another channel'}.",
+            detail={"bill_id": found.id, "item_key": found.item_key},
+        )
+
     async def _create_draft_bill(self, vendor: Vendor, bill: DraftBill) -> LedgerBill:
         kind = "credit note" if bill.credit_note else "bill"
         missed, _ = self._misses.recent(("bill", vendor.id, bill.number, str(bill.credit_note)))
@@ -382,14 +394,7 @@ class IntacctLedger:
             existing = await self.find_bill(vendor.id, bill.number, credit_note=bill.credit_note)
             self._misses.recent(("bill", vendor.id, bill.number, str(bill.credit_note)))
         if existing is not None:
-            if existing.item_key == bill.item_key:
-                return existing
-            raise LedgerError(
-                Reason.DUPLICATE,
-                f"{kind.capitalize()} {bill.number} from {vendor.name} already exists in "
-                f"{self.company} as record {existing.id}.",
-                detail={"bill_id": existing.id, "item_key": existing.item_key},
-            )
+            return self._ours_or_duplicate(existing, vendor, bill)
         _refuse_finer_than_cents(bill, kind)
         obj = bill_element(vendor, bill)
         # Read the bill back in the same request: Intacct's create answers only RECORDNO.
@@ -419,16 +424,8 @@ class IntacctLedger:
             # worker on the same item, or for another item (a twin). Adopt our own, refuse
             # a twin's; if it is gone (deleted by hand since), post it afresh, once.
             again = await self.find_bill(vendor.id, bill.number, credit_note=bill.credit_note)
-            if again is not None and again.item_key == bill.item_key:
-                return again
             if again is not None:
-                raise LedgerError(
-                    Reason.DUPLICATE,
-                    f"{kind.capitalize()} {bill.number} from {vendor.name} was posted by "
-                    f"another item ({again.item_key or 'not billstream'}) as record "
-                    f"{again.id} a moment ago.",
-                    detail={"bill_id": again.id, "item_key": again.item_key},
-                )
+                return self._ours_or_duplicate(again, vendor, bill)
             if salt:
                 raise LedgerError(
                     Reason.UNAVAILABLE,

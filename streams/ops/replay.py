@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -84,19 +84,6 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def still_parked(failures: Iterable[Envelope], attached: Iterable[Envelope]) -> list[Envelope]:
-    """The latest failure of each item that has not reached attached since."""
-    latest: dict[str, Envelope] = {}
-    for ev in failures:
-        seen = latest.get(ev.subject)
-        if seen is None or (ev.attempt, ev.time) >= (seen.attempt, seen.time):
-            latest[ev.subject] = ev
-    done_at: dict[str, int] = {}
-    for ev in attached:
-        done_at[ev.subject] = max(done_at.get(ev.subject, 0), ev.attempt)
-    return [ev for key, ev in sorted(latest.items()) if ev.attempt > done_at.get(key, 0)]
-
-
 def replay_event(failed: Envelope) -> tuple[Envelope, Stage]:
     """The input the stage failed on, as attempt + 1, caused by the failure."""
     failure = failed.data
@@ -130,7 +117,8 @@ def _head(raw: RawRecord) -> tuple[str, int] | None:
 
 
 async def parked_items(settings: Settings, kafka_url: str, flt: ReplayFilter) -> list[Envelope]:
-    """``still_parked`` over the log, decoding in full only the failures that are parked.
+    """The latest failure of each item not attached since (by attempt), decoding in full
+    only the failures that are parked.
 
     An item's events share a key, hence a partition, so log order is their order: the last
     failure at the highest attempt is the latest.

@@ -6,7 +6,7 @@ Pages are rendered from that record, so a page load costs no Kafka round trip; o
 item's full timeline is read from the log on demand (``streams.ops.audit.timeline``).
 
 An item is parked when its latest failure is newer (by attempt) than anything it reached in
-attached (the rule of ``streams.ops.replay.still_parked``) and no replay of it is under way.
+attached (the rule of ``streams.ops.replay.parked_items``) and no replay of it is under way.
 """
 
 from __future__ import annotations
