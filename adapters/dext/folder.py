@@ -18,69 +18,30 @@ name in the row or, failing that, by a file named after the item's id or invoice
   An XML invoice's document is a PDF rendering of it, the XML embedded, written once under
   ``.billstream/rendered/`` in the folder (the attach stage and Sage take PDFs, not XML).
 
-CSV columns (header names are matched leniently: case, spaces and punctuation do not matter,
-and the usual aliases are accepted; unknown columns are ignored and listed):
-
-============================  ===================================================
-item field                    accepted headers (any of)
-============================  ===================================================
-``id``                        ID, Item ID, Dext ID, Receipt ID, Document ID
-``date``                      Date, Document Date, Invoice Date, Receipt Date
-``due_date``                  Due Date, Payment Due Date
-``payee``                     Supplier, Supplier Name, Payee, Vendor, Merchant
-``payee_tax_number``          Supplier Tax Number, VAT Number, Tax Number
-``invoice_number``            Invoice Number, Reference, Invoice Number/Reference,
-                              Reference Number, Document Reference, Invoice No
-``type``                      Type, Document Type
-``status``                    Status
-``client`` / ``project``      Client / Project
-``category``                  Category, Category Name, Account
-``category_code``             Category Code, Nominal Code, Account Code, GL Code
-``currency``                  Currency, Currency Code
-``total_amount``              Total, Total Amount, Gross, Amount
-``vat_amount``                Tax, Tax Amount, VAT, VAT Amount, Sales Tax, GST
-``base_currency``             Base Currency
-``base_total`` / ``base_vat`` Base Total / Base Tax, Base VAT
-``description``               Description, Notes, Memo
-``payment_method``            Payment Method, Payment Type
-``paid``                      Paid (yes/no, true/false, paid/unpaid)
-document                      Document, Document Name, Image, Image Name, File Name,
-                              Image URL, Document URL
-============================  ===================================================
-
-Amounts stay the exact text of the cell (``1,957.15`` included): validation reads them as
-decimals. Dates become ISO dates, read as validation reads them (``domain.dates``):
-``dd/mm/yyyy`` versus ``mm/dd/yyyy`` follows the tenant's locale or ``date_order``, and a date
-that could be either with no order known is a bad row. A file
-without an ID column gets deterministic ids (``csv-`` + a hash of supplier, number, date,
-total and currency), so a re-export gives the same ids. Empty cells are ``null``.
+CSV columns and how rows are read: ``adapters.dext.csv_export``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import hashlib
-import io
 import json
 import logging
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from adapters.dext.items import ReceivedSink, SourceItem, canonical_item, guess_content_type
-from adapters.einvoice import errors as einvoice_errors
-from adapters.einvoice.reader import EInvoiceRead, read_einvoice
+from adapters.dext.csv_export import Row, document_name
+from adapters.dext.files import FileProblem, read_file
+from adapters.dext.items import ReceivedSink, SourceItem, guess_content_type
+from adapters.einvoice.reader import EInvoiceRead
 from adapters.einvoice.render import write_rendering
-from domain.dates import DateError, parse_date
-from domain.dext import ItemFormatError, check_item, loads_items
-from domain.locales import DateOrder
 from domain.models import DocumentRef
 from domain.tenants import Tenant, Tenants
 
@@ -90,272 +51,12 @@ DOCUMENT_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 ITEM_SUFFIXES = frozenset({".csv", ".json", ".xml"})
 # Read as items when they embed an invoice XML, else only documents for the other items.
 MAYBE_ITEM_SUFFIXES = frozenset({".pdf"})
-_NOT_AN_EINVOICE = frozenset({einvoice_errors.NO_EMBEDDED_XML, einvoice_errors.BROKEN_PDF})
 # billstream's own files in a folder (renderings here, pushed e-invoices in a tenant's
 # document folder): never scanned as items or documents. Renderings of XML invoices live
 # inside the folder because the attach stage reads the folder already.
 OWN_FILES = Path(".billstream")
 RENDERINGS = OWN_FILES / "rendered"
 _TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".swp", "~")
-
-
-def _norm(header: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", header.lower().replace("&", "and"))
-
-
-_ALIASES: dict[str, tuple[str, ...]] = {
-    "id": ("id", "itemid", "dextid", "receiptid", "documentid"),
-    "date": ("date", "documentdate", "invoicedate", "receiptdate", "issuedate"),
-    "due_date": ("duedate", "paymentduedate"),
-    "payee": ("supplier", "suppliername", "payee", "vendor", "vendorname", "merchant"),
-    "payee_tax_number": (
-        "suppliertaxnumber",
-        "suppliervatnumber",
-        "vatnumber",
-        "taxnumber",
-        "payeetaxnumber",
-        "vatregistrationnumber",
-    ),
-    "invoice_number": (
-        "invoicenumber",
-        "invoiceno",
-        "reference",
-        "referencenumber",
-        "invoicenumberreference",
-        "documentreference",
-        "invoicereference",
-        "billnumber",
-    ),
-    "type": ("type", "documenttype", "itemtype"),
-    "status": ("status",),
-    "client": ("client", "clientname"),
-    "project": ("project", "projectname"),
-    "category": ("category", "categoryname", "account", "accountname"),
-    "category_code": ("categorycode", "nominalcode", "accountcode", "glcode", "glaccount"),
-    "currency": ("currency", "currencycode"),
-    "total_amount": ("total", "totalamount", "gross", "grossamount", "amount"),
-    "vat_amount": ("tax", "taxamount", "vat", "vatamount", "salestax", "gst"),
-    "base_currency": ("basecurrency",),
-    "base_total": ("basetotal", "totalinbasecurrency"),
-    "base_vat": ("basevat", "basetax", "taxinbasecurrency"),
-    "description": ("description", "notes", "note", "memo"),
-    "payment_method": ("paymentmethod", "paymenttype"),
-    "paid": ("paid", "paidstatus", "ispaid"),
-    "document": (
-        "document",
-        "documentname",
-        "image",
-        "imagename",
-        "filename",
-        "file",
-        "documentfile",
-        "imagefilename",
-        "attachment",
-        "imageurl",
-        "documenturl",
-    ),
-}
-HEADER_FIELDS: dict[str, str] = {alias: f for f, aliases in _ALIASES.items() for alias in aliases}
-_TYPES = {
-    "invoice": "invoice",
-    "bill": "invoice",
-    "receipt": "receipt",
-    "creditnote": "credit_note",
-    "creditnoterefund": "credit_note",
-    "credit": "credit_note",
-    "refund": "credit_note",
-}
-_TRUE = {"yes", "y", "true", "1", "paid"}
-_FALSE = {"no", "n", "false", "0", "unpaid", "notpaid"}
-
-
-class RowError(ValueError):
-    """This row cannot become an item; the message says why."""
-
-
-def iso_date(text: str, order: DateOrder | None) -> str:
-    """An export's date as ``YYYY-MM-DD``, read by the tenant's date order (the same rules as
-    validation: ``domain.dates``); never a guess between day and month."""
-    try:
-        return parse_date(text, order).isoformat()
-    except DateError as exc:
-        raise RowError(exc.message) from None
-
-
-def _paid(text: str) -> bool:
-    value = _norm(text)
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise RowError(f"Paid is {text!r}; expected yes or no")
-
-
-def derived_id(item: dict[str, Any]) -> str:
-    parts = [str(item.get(k) or "") for k in ("payee", "invoice_number", "date", "total_amount")]
-    parts.append(str(item.get("currency") or ""))
-    return "csv-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Row:
-    line: int
-    item: dict[str, Any]
-    document: str | None  # file name or URL named by the row
-
-
-@dataclass(frozen=True)
-class FileProblem:
-    """Something wrong in one export file: which file, which line (if any), what."""
-
-    file: str
-    line: int | None
-    message: str
-    code: str | None = None  # a stable code, where the reader gives one (e-invoices)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "message": self.message, "code": self.code}
-
-
-@dataclass
-class ParsedFile:
-    rows: list[Row] = field(default_factory=list)
-    problems: list[tuple[int | None, str]] = field(default_factory=list)
-    ignored_columns: list[str] = field(default_factory=list)
-
-
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Excel on Windows still writes CSV in the ANSI code page.
-        return data.decode("cp1252", errors="replace")
-
-
-def parse_csv(data: bytes, tenant: Tenant) -> ParsedFile:
-    """Rows of a Dext CSV export as items; bad rows as (line, reason)."""
-    out = ParsedFile()
-    text = _decode(data)
-    first_line, _, rest = text.partition("\n")
-    delimiter = None
-    if first_line.strip().lower().startswith("sep=") and len(first_line.strip()) >= 5:
-        delimiter = first_line.strip()[4]
-        text = rest
-        line_offset = 1
-    else:
-        line_offset = 0
-        try:
-            delimiter = csv.Sniffer().sniff(first_line, delimiters=",;\t").delimiter
-        except csv.Error:
-            delimiter = ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header: list[str] | None = None
-    columns: list[str | None] = []
-    previous_end = 0
-    for cells in _rows_until_broken(reader, out, line_offset):
-        start = previous_end + 1 + line_offset
-        previous_end = reader.line_num
-        if not any(c.strip() for c in cells):
-            continue
-        if header is None:
-            header = cells
-            columns = [HEADER_FIELDS.get(_norm(h)) for h in header]
-            out.ignored_columns = [
-                h for h, c in zip(header, columns, strict=True) if c is None and h
-            ]
-            if "payee" not in columns and "total_amount" not in columns:
-                found = ", ".join(h for h in header if h) or "none"
-                out.problems.append(
-                    (start, f"not a Dext CSV export: no Supplier or Total column (found: {found})")
-                )
-                return out
-            continue
-        try:
-            out.rows.append(_row(start, cells, header, columns, tenant))
-        except RowError as exc:
-            out.problems.append((start, str(exc)))
-    if header is None:
-        out.problems.append((None, "the file has no header row"))
-    return out
-
-
-def _rows_until_broken(reader: Any, out: ParsedFile, line_offset: int) -> Iterator[list[str]]:
-    """The reader's rows; a row the csv module cannot read (a field over its 128 KiB limit, a
-    NUL byte) ends the file with a problem on that line instead of an exception."""
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            out.problems.append(
-                (reader.line_num + line_offset, f"the file cannot be read on: {exc}")
-            )
-            return
-        yield cells
-
-
-def _row(
-    line: int, cells: list[str], header: list[str], columns: list[str | None], tenant: Tenant
-) -> Row:
-    if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
-        raise RowError(f"the row has {len(cells)} fields, the header {len(header)}")
-    if len(cells) < len(header):
-        raise RowError(f"the row has {len(cells)} fields, the header {len(header)}")
-    item: dict[str, Any] = {}
-    document: str | None = None
-    for name, value, target in zip(header, cells, columns, strict=False):
-        if target is None:
-            continue
-        text = value.strip()
-        if target in item and item[target] is not None:
-            continue  # two columns for one field (Invoice Number and Reference): first wins
-        if target == "document":
-            document = text or document
-            continue
-        if not text:
-            item[target] = None
-        elif target in ("date", "due_date"):
-            try:
-                item[target] = iso_date(text, tenant.conventions.date_order)
-            except RowError as exc:
-                raise RowError(f"{name}: {exc}") from None
-        elif target == "paid":
-            item[target] = _paid(text)
-        elif target == "type":
-            item[target] = _TYPES.get(_norm(text), re.sub(r"\W+", "_", text.lower()).strip("_"))
-        elif target == "status":
-            item[target] = text.lower()
-        elif target in ("currency", "base_currency"):
-            item[target] = text.upper()
-        else:
-            item[target] = text
-    if not any(item.get(k) for k in ("payee", "total_amount", "invoice_number")):
-        raise RowError("the row has no supplier, total or invoice number")
-    if not item.get("id"):
-        item["id"] = derived_id(item)
-    if document:
-        name = _document_name(document)
-        item["document"] = {"filename": name, "content_type": guess_content_type(name)}
-    return Row(line, item, document)
-
-
-def fields_row(fields: dict[str, str], tenant: Tenant) -> Row:
-    """One record of labelled fields (a Zapier step's, a form's) read as an export row: the
-    labels matched as leniently as CSV headers, unknown labels ignored."""
-    header = list(fields)
-    columns = [HEADER_FIELDS.get(_norm(h)) for h in header]
-    if "payee" not in columns and "total_amount" not in columns:
-        raise RowError(
-            "no Supplier or Total field (labels found: " + (", ".join(header) or "none") + ")"
-        )
-    return _row(1, [fields[h] for h in header], header, columns, tenant)
-
-
-def _document_name(value: str) -> str:
-    if re.match(r"^https?://", value, re.I):
-        return urlparse(value).path.rsplit("/", 1)[-1] or "document"
-    return Path(value.replace("\\", "/")).name
 
 
 # --- state ---------------------------------------------------------------------------------
@@ -642,72 +343,31 @@ class ExportFolder:
         report: FileReport,
         index: tuple[dict[str, list[Path]], dict[str, list[Path]]],
     ) -> list[SourceItem]:
-        shown = report.file
+        read = read_file(report.file, path.name, data, tenant.conventions.date_order)
+        if read.plain_pdf:
+            stat = path.stat()
+            self._plain_pdfs[path] = (stat.st_size, stat.st_mtime_ns)
+            report.outcome = "document"
+            return []
+        report.problems.extend(read.problems)
+        report.notes.extend(read.notes)
         out: dict[str, SourceItem] = {}
-        if path.suffix.lower() in (".xml", ".pdf"):
-            return self._einvoice_items(path, data, tenant, report)
-        if path.suffix.lower() == ".json":
-            try:
-                raws = loads_items(data)
-            except ItemFormatError as exc:
-                report.problems.append(FileProblem(shown, None, str(exc)))
-                return []
-            for n, raw in enumerate(raws, start=1):
-                item, ref = canonical_item(raw)
-                refused = check_item(item)
-                if refused:
-                    messages = "; ".join(p.message for p in refused)
-                    report.problems.append(FileProblem(shown, n, f"item {n}: {messages}"))
-                    continue
-                ref = self._json_document(path, item, ref, index)
-                si = SourceItem(tenant.id, item, ref, f"{shown}#{n}")
-                out[si.key] = si
-            return list(out.values())
-        parsed = parse_csv(data, tenant)
-        report.problems.extend(FileProblem(shown, line, msg) for line, msg in parsed.problems)
-        if parsed.ignored_columns:
-            report.notes.append("ignored columns: " + ", ".join(parsed.ignored_columns))
-        for row in parsed.rows:
-            refused = check_item(row.item)
-            if refused:
-                messages = "; ".join(p.message for p in refused)
-                report.problems.append(FileProblem(shown, row.line, messages))
-                continue
-            ref = self._row_document(path, row, index)
-            if ref is None:
-                report.notes.append(f"line {row.line}: no document found for {row.item['id']}")
-            si = SourceItem(tenant.id, row.item, ref, f"{shown}:{row.line}")
-            if si.key in out:
-                report.problems.append(
-                    FileProblem(shown, row.line, f"item {row.item['id']} appears twice in the file")
+        for ri in read.items:
+            if ri.row is not None:
+                ref = self._row_document(path, ri.row, index)
+                if ref is None:
+                    report.notes.append(f"line {ri.line}: no document found for {ri.item['id']}")
+            elif read.einvoice is not None:
+                ref = (
+                    self._ref(path)
+                    if read.einvoice.embedded_name
+                    else self._rendering(path, data, read.einvoice, report)
                 )
-                continue
+            else:
+                ref = self._json_document(path, ri.item, ri.ref, index)
+            si = SourceItem(tenant.id, ri.item, ref, ri.origin)
             out[si.key] = si
         return list(out.values())
-
-    def _einvoice_items(
-        self, path: Path, data: bytes, tenant: Tenant, report: FileReport
-    ) -> list[SourceItem]:
-        """The one item of an e-invoice file, its problems reported with their codes."""
-        shown = report.file
-        try:
-            read = read_einvoice(data, path.name)
-        except einvoice_errors.EInvoiceError as exc:
-            # A PDF with no invoice inside, or one pypdf cannot open, is not known to be an
-            # e-invoice: most PDFs here are documents of the CSV and JSON items.
-            if path.suffix.lower() == ".pdf" and exc.code in _NOT_AN_EINVOICE:
-                stat = path.stat()
-                self._plain_pdfs[path] = (stat.st_size, stat.st_mtime_ns)
-                report.outcome = "document"
-            else:
-                report.problems.append(FileProblem(shown, None, exc.message, exc.code))
-            return []
-        problems = read.problems or check_item(read.item)
-        if problems:
-            report.problems.extend(FileProblem(shown, None, p.message, p.code) for p in problems)
-            return []
-        ref = self._ref(path) if read.embedded_name else self._rendering(path, data, read, report)
-        return [SourceItem(tenant.id, read.item, ref, shown)]
 
     def _rendering(
         self, path: Path, data: bytes, read: EInvoiceRead, report: FileReport
@@ -742,11 +402,11 @@ class ExportFolder:
         by_name, by_stem = index
         if row.document:
             if re.match(r"^https://", row.document, re.I):
-                name = _document_name(row.document)
+                name = document_name(row.document)
                 return DocumentRef(
                     url=row.document, filename=name, content_type=guess_content_type(name)
                 )
-            name = _document_name(row.document)
+            name = document_name(row.document)
             found = self._find(name, path, by_name)
             if found is None:
                 # Not synced yet, perhaps: point where it should be; the attach stage reports

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from adapters.dext.folder import RowError, fields_row
+from adapters.dext.csv_export import RowError, fields_row
 from domain.dext import ItemFormatError
 from domain.tenants import Tenant
 
@@ -49,7 +49,7 @@ def is_flat(raw: Mapping[str, Any]) -> bool:
 def flat_item(raw: Mapping[str, Any], tenant: Tenant) -> dict[str, Any]:
     """The Dext-shaped item for a flat record; ``RowError`` says why there is none."""
     fields = {str(k): _text(v) for k, v in raw.items()}
-    row = fields_row(fields, tenant)
+    row = fields_row(fields, tenant.conventions.date_order)
     item = row.item
     if row.document and _URL.match(row.document):
         item["document"] = {**item.get("document", {}), "url": row.document}

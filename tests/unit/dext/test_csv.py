@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.dext.folder import RowError, derived_id, iso_date, parse_csv
+from adapters.dext.csv_export import RowError, derived_id, iso_date, parse_csv
 from domain.tenants import Tenant
 from tests.support import make_tenants
 
@@ -21,7 +21,7 @@ def test_a_typical_export_becomes_items_with_exact_amounts() -> None:
         b'07/08/2026,Viking Direct Ltd,VD-1,Office Supplies,"1,957.15",312.49,gbp,Paper,'
         b"Bank Transfer,No,VD-1.pdf,Jo\n"
     )
-    parsed = parse_csv(data, UK)
+    parsed = parse_csv(data, UK.conventions.date_order)
     assert parsed.problems == []
     assert parsed.ignored_columns == ["Owner"]
     (row,) = parsed.rows
@@ -50,7 +50,7 @@ def test_header_names_are_matched_leniently_and_semicolons_are_fine() -> None:
         "Document Type;Due date;Nominal code\n"
         "DX-9;Acme;A-1;10.00;2.00;EUR;Credit Note;2026-09-01;7500\n"
     ).encode()
-    (row,) = parse_csv(data, UK).rows
+    (row,) = parse_csv(data, UK.conventions.date_order).rows
     assert row.item == {
         "id": "DX-9",
         "payee": "Acme",
@@ -76,7 +76,7 @@ def test_bad_rows_are_reported_with_their_line_and_the_rest_go_through() -> None
         b"DX-6,2026-08-06,Good Two,15.00,,\n"
         b"DX-7,2026-08-07\n"
     )
-    parsed = parse_csv(data, UK)
+    parsed = parse_csv(data, UK.conventions.date_order)
     assert [r.item["id"] for r in parsed.rows] == ["DX-1", "DX-2", "DX-6"]
     # DX-2 spans lines 3-5 (two quoted line breaks): later rows keep their real line numbers.
     assert [r.line for r in parsed.rows] == [2, 3, 10]
@@ -91,7 +91,7 @@ def test_bad_rows_are_reported_with_their_line_and_the_rest_go_through() -> None
 
 
 def test_a_file_that_is_not_a_dext_export_is_one_problem() -> None:
-    parsed = parse_csv(b"name,email\nJo,jo@example.com\n", UK)
+    parsed = parse_csv(b"name,email\nJo,jo@example.com\n", UK.conventions.date_order)
     assert parsed.rows == []
     assert parsed.problems == [
         (1, "not a Dext CSV export: no Supplier or Total column (found: name, email)")
@@ -129,7 +129,9 @@ def test_dates_that_are_not_guessed(text: str, why: str) -> None:
 
 
 def test_ambiguous_date_without_locale_is_a_bad_row() -> None:
-    parsed = parse_csv(b"Supplier,Date,Total\nAcme,03/04/2026,1.00\n", NO_LOCALE)
+    parsed = parse_csv(
+        b"Supplier,Date,Total\nAcme,03/04/2026,1.00\n", NO_LOCALE.conventions.date_order
+    )
     assert parsed.rows == []
     assert parsed.problems[0][0] == 2
     assert "tenant's locale" in parsed.problems[0][1]

@@ -211,10 +211,10 @@ async def test_nothing_is_recorded_when_the_broker_fails(root: Path, tmp_path: P
 
 def test_a_csv_field_over_the_csv_modules_limit_is_a_problem_not_a_crash() -> None:
     # Found by make fuzz: a 260,000-character description crashed the folder source.
-    from adapters.dext.folder import parse_csv
+    from adapters.dext.csv_export import parse_csv
     from tests.support import make_tenants
 
     text = "ID,Supplier,Total\nDX-1,Acme,10.00\nDX-2," + "x" * 200_000 + ",5.00\nDX-3,B,1\n"
-    parsed = parse_csv(text.encode(), make_tenants().get("acme-uk"))
+    parsed = parse_csv(text.encode(), make_tenants().get("acme-uk").conventions.date_order)
     assert [r.item["id"] for r in parsed.rows] == ["DX-1"]
     assert any("cannot be read" in message for _, message in parsed.problems)

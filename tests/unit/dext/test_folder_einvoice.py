@@ -179,7 +179,7 @@ async def test_a_pdf_being_written_waits_without_a_report(root: Path, tmp_path: 
 async def test_a_plain_pdf_is_opened_once_while_unchanged(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import adapters.dext.folder as folder_module
+    import adapters.dext.files as folder_module
 
     opened: list[int] = []
     real = folder_module.read_einvoice
