@@ -55,7 +55,7 @@ from domain.dates import DateError, parse_date
 from domain.locales import DateOrder
 
 
-def _norm(header: str) -> str:
+def header_key(header: str) -> str:
     return re.sub(r"[^a-z0-9]", "", header.lower().replace("&", "and"))
 
 
@@ -139,7 +139,7 @@ def iso_date(text: str, order: DateOrder | None) -> str:
 
 
 def _paid(text: str) -> bool:
-    value = _norm(text)
+    value = header_key(text)
     if value in _TRUE:
         return True
     if value in _FALSE:
@@ -203,7 +203,7 @@ def parse_csv(data: bytes, date_order: DateOrder | None) -> ParsedFile:
             continue
         if header is None:
             header = cells
-            columns = [HEADER_FIELDS.get(_norm(h)) for h in header]
+            columns = [HEADER_FIELDS.get(header_key(h)) for h in header]
             out.ignored_columns = [
                 h for h, c in zip(header, columns, strict=True) if c is None and h
             ]
@@ -271,7 +271,9 @@ def _row(
         elif target == "paid":
             item[target] = _paid(text)
         elif target == "type":
-            item[target] = _TYPES.get(_norm(text), re.sub(r"\W+", "_", text.lower()).strip("_"))
+            item[target] = _TYPES.get(
+                header_key(text), re.sub(r"\W+", "_", text.lower()).strip("_")
+            )
         elif target == "status":
             item[target] = text.lower()
         elif target in ("currency", "base_currency"):
@@ -292,7 +294,7 @@ def fields_row(fields: dict[str, str], date_order: DateOrder | None) -> Row:
     """One record of labelled fields (a Zapier step's, a form's) read as an export row: the
     labels matched as leniently as CSV headers, unknown labels ignored."""
     header = list(fields)
-    columns = [HEADER_FIELDS.get(_norm(h)) for h in header]
+    columns = [HEADER_FIELDS.get(header_key(h)) for h in header]
     if "payee" not in columns and "total_amount" not in columns:
         raise RowError(
             "no Supplier or Total field (labels found: " + (", ".join(header) or "none") + ")"

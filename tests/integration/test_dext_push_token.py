@@ -100,6 +100,31 @@ async def test_a_zap_shaped_form_is_the_same_item(zap: Any) -> None:
     assert len(sink.events) == 1
 
 
+async def test_a_zap_with_line_items_as_arrays_or_joined_lists(zap: Any) -> None:
+    url, sink, client = zap
+    lines = {
+        "Line Items Description": ["Paper", "Toner"],
+        "Line Items Net Amount": ["40.00", "60.00"],
+        "Line Items Tax Amount": ["8.00", "12.00"],
+        "Line Items Total Amount": ["48.00", "72.00"],
+    }
+    response = await client.post(url, json=ZAP | lines, headers=bearer(TOKEN))
+    assert response.status_code == 202, response.text
+    (event,) = sink.events
+    assert [(x["description"], x["total_amount"]) for x in event.data.item["line_items"]] == [
+        ("Paper", "48.00"),
+        ("Toner", "72.00"),
+    ]
+    joined = {k: ",".join(v) for k, v in lines.items()}
+    again = await client.post(url, data=ZAP | joined, headers=bearer(TOKEN))
+    assert again.json()["status"] == "duplicate"  # the same item, by form
+    joined["Line Items Description"] = "Paper, A4,Toner"
+    other = ZAP | joined | {"Invoice Number": "VD-7782"}
+    bad = await client.post(url, data=other, headers=bearer(TOKEN))
+    assert (bad.status_code, bad.json()["problems"][0]["code"]) == (400, "invalid_fields")
+    assert "description 3" in bad.json()["problems"][0]["message"] and len(sink.events) == 1
+
+
 @pytest.mark.parametrize(
     ("headers", "status", "reason"),
     [
