@@ -27,12 +27,19 @@ import tomli_w
 from aiokafka import AIOKafkaConsumer
 
 from adapters.dext.api import DextApiConfig, poll_once
+from adapters.dext.files import read_file
+from adapters.dext.folder import ExportFolder, FolderState
 from domain.errors import Reason
 from domain.events import Envelope, Failure, Stage
 from domain.models import item_key
-from domain.tenants import Tenants, load_tenants
+from domain.tenants import Tenants, load_tenants, parse_tenants
 from sandboxes.dext.process import DextSandboxProcess
-from sandboxes.dext.samples import sample_items
+from sandboxes.dext.samples import (
+    EINVOICE_TENANT,
+    einvoice_files,
+    einvoice_tenant_toml,
+    sample_items,
+)
 from sandboxes.harness import LedgerHarness, harness_for
 from streams.config import Settings
 from streams.kafka.broker import bootstrap_of
@@ -288,7 +295,23 @@ async def _ingest(
     tenants: Tenants,
     dext: DextSandboxProcess | None,
 ) -> int:
-    """Send the items: over HTTP from the Dext sandbox (the poller), or from the files."""
+    """Send the items: over HTTP from the Dext sandbox (the poller), from the files, or
+    (e-invoices) through the export folder source."""
+    if opts.source == "einvoices":
+        state = FolderState(settings.data_dir / "folder.sqlite")
+        try:
+            async with Publisher(settings, kafka_url) as publisher:
+                folder = ExportFolder(
+                    _drop(settings),
+                    tenants=tenants,
+                    sink=publisher,
+                    state=state,
+                    tenant=EINVOICE_TENANT,
+                    settle=0.0,
+                )
+                return sum(r.published for r in await folder.scan_once())
+        finally:
+            state.close()
     if dext is None:
         events = [
             received_event(
@@ -334,8 +357,7 @@ async def _run(
         topic_prefix=settings.topic_prefix,
     )
     await ensure_topics(settings, kafka_url)
-    # Both sources serve exactly sample_items(N), so the keys to wait for are known.
-    keys = [item_key(s.tenant, str(s.item["id"])) for s in sample_items(opts.items)]
+    keys = _expected_keys(opts, settings)
     expected = dict.fromkeys(keys, 1)
     worker = start_worker(
         settings,
@@ -400,6 +422,33 @@ async def _run(
     return result
 
 
+def _drop(settings: Settings) -> Path:
+    return settings.data_dir / "einvoices"
+
+
+def _expected_keys(opts: DemoOptions, settings: Settings) -> list[str]:
+    """The items the run waits for: both Dext sources serve exactly sample_items(N); the
+    e-invoice folder gives one item per file, read here as the folder will read it."""
+    if opts.source != "einvoices":
+        return [item_key(s.tenant, str(s.item["id"])) for s in sample_items(opts.items)]
+    keys: list[str] = []
+    for path in sorted(_drop(settings).iterdir()):
+        read = read_file(path.name, path.name, path.read_bytes(), None)
+        keys += [item_key(EINVOICE_TENANT, str(ri.item["id"])) for ri in read.items]
+    return keys
+
+
+def _einvoice_tenants(settings: Settings) -> Tenants:
+    """The e-invoice tenant, its documents in the folder the samples are dropped in."""
+    drop = _drop(settings)
+    drop.mkdir(parents=True, exist_ok=True)
+    for path in einvoice_files():
+        shutil.copy(path, drop / path.name)
+    grant = f"document_dirs = [{str(drop)!r}]\n"
+    text = einvoice_tenant_toml().replace("max_invoice_age_days", grant + "max_invoice_age_days")
+    return parse_tenants(text, "sandboxes/dext/samples/einvoices/tenant.toml")
+
+
 def _summarise(
     result: DemoResult,
     harness: LedgerHarness,
@@ -446,6 +495,8 @@ def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
         settings = settings.model_copy(
             update={"topic_prefix": f"demo-{run}.", "app_id": f"billstream-demo-{run}"}
         )
+    if opts.source == "einvoices":
+        tenants = _einvoice_tenants(settings)
     harness = harness_for(opts.ledger, **opts.ledger_options)
     dext: DextSandboxProcess | None = None
     harness.start(data_dir, tenants)

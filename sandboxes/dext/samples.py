@@ -61,3 +61,16 @@ def sample_items(n: int | None = None) -> list[SampleItem]:
                 item["invoice_number"] = f"{item['invoice_number']}-c{cycle}"
         out.append(SampleItem(tenant=base[sample].tenant, item=item))
     return out
+
+
+EINVOICES_DIR = SAMPLES_DIR / "einvoices"
+EINVOICE_TENANT = "eu-gmbh"
+
+
+def einvoice_files() -> list[Path]:
+    """The demo's e-invoice samples (UBL, CII, a Factur-X PDF), in name order."""
+    return sorted(p for p in EINVOICES_DIR.iterdir() if p.suffix.lower() in (".xml", ".pdf"))
+
+
+def einvoice_tenant_toml() -> str:
+    return (EINVOICES_DIR / "tenant.toml").read_text(encoding="utf-8")

@@ -98,6 +98,27 @@ def test_demo_period_reopen(tmp_path: Path) -> None:
     assert left["matched"] == 0
 
 
+@pytest.mark.parametrize("ledger", ["local", "intacct"])
+def test_demo_with_einvoices(tmp_path: Path, ledger: str) -> None:
+    out = billstream(
+        "demo", "--source", "einvoices", "--ledger", ledger, "--json", data_dir=tmp_path
+    )
+    # Seven official samples (UBL, CII, Factur-X) through the folder source: six bills with
+    # their documents; the DKK one with uncoded lines parks, every problem named.
+    assert (out["received"], out["attached"], out["failed"]) == (7, 6, {"validation": 1})
+    assert out["bills"] == out["attachments"] == 6
+    assert out["duplicates"] == 0
+    demo_dir = tmp_path / "demo"
+    failed = billstream(
+        "--data-dir", str(demo_dir), "audit", out["examples"]["failed"], "--json", data_dir=demo_dir
+    )
+    assert "DKK is not enabled" in failed["steps"][-1]["detail"]
+    # An XML invoice is attached as its PDF rendering, written in the folder once.
+    rendered = [p.name for p in (demo_dir / "einvoices" / ".billstream").rglob("*.pdf")]
+    assert len(rendered) == 6  # one per XML file; the Factur-X PDF is its own document
+    assert not [name for name in rendered if name.startswith("EN16931_Einfach")]
+
+
 def test_demo_on_the_intacct_sandbox(tmp_path: Path) -> None:
     out = billstream("demo", "--ledger", "intacct", "--items", "300", "--json", data_dir=tmp_path)
     assert out["received"] == 300

@@ -46,11 +46,13 @@ METRICS_PORT = 9464
 )
 @click.option(
     "--source",
-    type=click.Choice(["dext-api", "sample"]),
+    type=click.Choice(["dext-api", "sample", "einvoices"]),
     default="dext-api",
     show_default=True,
     help="dext-api: items come over HTTP from the Dext sandbox through the API poller and "
-    "the attach stage downloads their documents; sample: read straight from the files.",
+    "the attach stage downloads their documents; sample: read straight from the files; "
+    "einvoices: seven official UBL, CII and Factur-X samples dropped in an export folder for "
+    "a German tenant (eu-gmbh) and read by the folder source (--items is ignored).",
 )
 @click.option(
     "--data-dir",
