@@ -21,12 +21,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    InstanceOf,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from domain.duplicates.rules import DuplicateRules
 from domain.errors import Reason
 from domain.locales import Conventions, DateOrder, DecimalSeparator, conventions, known_locales
 from domain.money import ISO_4217, quantum
@@ -183,6 +185,8 @@ class Tenant(_Strict):
     document_hosts: list[str] = Field(default_factory=list)
     document_dirs: list[str] = Field(default_factory=list)  # folders file: documents may come from
     notify: NotifyConfig | None = None  # digests of parked items by Slack and e-mail
+    # The duplicate check's rules and thresholds ([tenants.<id>.duplicates]); None: defaults.
+    duplicates: InstanceOf[DuplicateRules] | None = None
 
     @field_validator("document_hosts")
     @classmethod
@@ -211,6 +215,19 @@ class Tenant(_Strict):
     @classmethod
     def _tolerance(cls, v: Any) -> Any:
         return _decimal_from_toml(v)
+
+    @field_validator("duplicates", mode="before")
+    @classmethod
+    def _duplicates(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return DuplicateRules.from_mapping(v)
+        if v is not None and not isinstance(v, DuplicateRules):
+            raise ValueError("must be a table ([tenants.<id>.duplicates])")
+        return v
+
+    @property
+    def duplicate_rules(self) -> DuplicateRules:
+        return self.duplicates or DuplicateRules()
 
     @field_validator("locale")
     @classmethod

@@ -218,3 +218,36 @@ def test_unreadable_file(tmp_path: Path) -> None:
 def test_unknown_tenant_lists_the_known_ones() -> None:
     with pytest.raises(KeyError, match="known: t1"):
         parse_tenants(GOOD).get("t9")
+
+
+def test_duplicate_rules_default_and_from_the_file() -> None:
+    from domain.duplicates import ALL_RULES, DuplicateRules, Rule
+
+    assert parse_tenants(GOOD).get("t1").duplicates is None
+    assert parse_tenants(GOOD).get("t1").duplicate_rules == DuplicateRules()
+    assert DuplicateRules().rules == ALL_RULES and DuplicateRules().window_days == 7
+    text = GOOD + (
+        '\n[tenants.t1.duplicates]\nrules = ["same_number", "same_document"]\n'
+        "window_days = 3\namount_tolerance = 0.05\n"
+    )
+    rules = parse_tenants(text).get("t1").duplicate_rules
+    assert rules.rules == {Rule.SAME_NUMBER, Rule.SAME_DOCUMENT}
+    assert rules.window_days == 3 and rules.amount_tolerance == Decimal("0.05")
+    assert DuplicateRules.from_mapping(rules.to_mapping()) == rules
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("windw_days = 3", "unknown key 'windw_days' in duplicates; did you mean 'window_days'?"),
+        ('rules = ["same_nmber"]', "unknown duplicate rule 'same_nmber'; did you mean"),
+        ("window_days = 400", "window_days must be 0 to 366 (got 400)"),
+        ("window_days = 2.5", "window_days must be a whole number of days"),
+        ('amount_tolerance = "x"', "amount_tolerance 'x' is not a number"),
+        ('rules = "same_number"', "rules must be a list of rule names"),
+    ],
+)
+def test_duplicate_rules_mistakes_are_named(body: str, message: str) -> None:
+    (error,) = errors_of(GOOD + f"\n[tenants.t1.duplicates]\n{body}\n")
+    assert error.startswith("tenants.toml:17: tenants.t1.duplicates: ")
+    assert message in error
