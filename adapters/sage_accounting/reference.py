@@ -35,17 +35,23 @@ class BusinessReference:
         self._accounts: tuple[float, dict[str, str]] | None = None
         self._tax_rates: tuple[float, dict[str, str]] | None = None
         self._reference_lock = asyncio.Lock()
+        self._settings_lock = asyncio.Lock()
 
     async def financial_settings(self, max_age: float) -> dict[str, Any]:
-        now = time.monotonic()
-        if self._settings is not None and now - self._settings[0] <= max_age:
+        asked = time.monotonic()
+        if self._settings is not None and asked - self._settings[0] <= max_age:
             return self._settings[1]
-        _, data = await self._client().call(
-            "getFinancialSettings", what="reading financial settings"
-        )
-        settings = data if isinstance(data, dict) else {}
-        self._settings = (time.monotonic(), settings)
-        return settings
+        async with self._settings_lock:
+            # Bills created at once share one read: whoever waited here takes the answer
+            # read after it asked, however fresh it wanted it.
+            if self._settings is not None and self._settings[0] >= asked:
+                return self._settings[1]
+            _, data = await self._client().call(
+                "getFinancialSettings", what="reading financial settings"
+            )
+            settings = data if isinstance(data, dict) else {}
+            self._settings = (time.monotonic(), settings)
+            return settings
 
     @staticmethod
     def date(settings: Mapping[str, Any], name: str) -> dt.date | None:

@@ -189,3 +189,26 @@ async def test_a_supplier_this_worker_created_costs_no_look_per_bill(
         assert again is not None and again.number == "BN-2"
     finally:
         await ledger.aclose()
+
+
+async def test_bills_created_at_once_read_the_settings_once(
+    sandbox: tuple[SageSandbox, str], tmp_path: Path
+) -> None:
+    """Regression: six bills posted together on a cold ledger each read the financial
+    settings (the e-invoice demo: 6 getFinancialSettings for 6 bills); one read serves all."""
+    import asyncio
+
+    box, url = sandbox
+    biz = make_business({"tax_rates": TAX})
+    box.businesses[biz.id] = biz
+    contact = supplier(biz, "Longstanding Supplies")
+    ledger = new_ledger(box, url, tmp_path, biz)
+    try:
+        vendor = await ledger.find_vendor(contact["name"])
+        assert vendor is not None
+        bills = [draft(vendor.name, f"AT-ONCE-{n}") for n in range(6)]
+        await asyncio.gather(*(ledger.create_draft_bill(vendor, b) for b in bills))
+        assert ledger.client.by_operation["getFinancialSettings"] == 1
+        assert ledger.client.by_operation["postPurchaseInvoices"] == 6
+    finally:
+        await ledger.aclose()
