@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -133,10 +133,17 @@ class DuplicateIndex:
     """One tenant's index. ``check`` and ``add`` each touch a fixed number of buckets of at
     most ``BUCKET_CAP`` entries: O(1) in the number of items seen."""
 
-    def __init__(self, tenant: str, rules: DuplicateRules | None = None) -> None:
+    def __init__(
+        self,
+        tenant: str,
+        rules: DuplicateRules | None = None,
+        store: MutableMapping[str, list[Any]] | None = None,
+    ) -> None:
+        """``store`` holds the buckets (a dict by default): any mapping of text to lists, such
+        as a table whose values come back from JSON as lists rather than tuples."""
         self.tenant = tenant
         self.rules = rules or DuplicateRules()
-        self._buckets: dict[str, list[Any]] = {}
+        self._buckets: MutableMapping[str, list[Any]] = store if store is not None else {}
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ its index per 100,000 items."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import string
@@ -200,9 +201,7 @@ def test_a_name_matches_when_only_one_side_has_a_tax_number() -> None:
     first = cand(supplier="Müller GmbH")
     second = cand("t:2", supplier="Muller G.m.b.H.", supplier_tax_number="DE123456789")
     assert verdict_of(first, second).rule is Rule.SAME_NUMBER
-    assert verdict_of(second, first.__class__(**{**first.__dict__, "key": "t:3"})).matches == (
-        "t:2",
-    )
+    assert verdict_of(second, dataclasses.replace(first, key="t:3")).matches == ("t:2",)
 
 
 def test_one_name_with_two_tax_numbers_is_two_suppliers() -> None:
@@ -344,6 +343,16 @@ def test_rows_round_trip_through_json() -> None:
     again = DuplicateIndex.from_rows("t", rows)
     assert list(again.rows()) == list(index.rows())
     assert again.check(cand("t:2", number="42")).rule is Rule.NUMBER_VARIANT
+
+
+def test_a_store_of_json_lists_serves_as_the_buckets() -> None:
+    store: dict[str, list[Any]] = {}
+    DuplicateIndex("t", store=store).add(cand(document_sha256=SHA_A))
+    as_json = {k: json.loads(json.dumps(v)) for k, v in store.items()}  # tuples become lists
+    index = DuplicateIndex("t", store=as_json)
+    assert index.check(cand("t:2", number="0042")).rule is Rule.NUMBER_VARIANT
+    index.add(cand("t:2", number="0042"))
+    assert index.check(cand("t:3", document_sha256=SHA_A)).matches == ("t:1", "t:2")
 
 
 def test_index_size_per_100k_items() -> None:
