@@ -16,6 +16,10 @@ supplier. Under a name, two items whose tax numbers are both known and differ ar
 suppliers that happen to share a name, never a match. A bucket keeps at most ``BUCKET_CAP``
 entries (the most recent by date for totals, the latest added otherwise), which is what
 bounds a check: a monthly subscription of the same amount fills one bucket, not the index.
+
+Size, measured by tests/unit/test_duplicates.py over 100,000 synthetic items (half with a
+tax number): 400,000 buckets, about 320 bytes an item as JSON rows (32 MB per 100,000
+items), about 125 MB as Python objects in a dict; a check reads at most 9 buckets.
 """
 
 from __future__ import annotations
@@ -190,7 +194,9 @@ class DuplicateIndex:
     # -- writing -----------------------------------------------------------------------------
 
     def add(self, c: Candidate) -> None:
-        """File ``c`` under each of its buckets; adding the same item again replaces it."""
+        """File ``c`` under each of its buckets. Adding the same item again replaces its entry
+        in each bucket it is filed under again; an item whose number or total changed stays
+        under the old ones too, which can only ever match it against itself (never a hit)."""
         k = self._keys(c)
         for supplier, is_name in k.suppliers:
             tax = k.tax if is_name else ""
@@ -221,7 +227,7 @@ class DuplicateIndex:
         if c.tenant != self.tenant:
             raise ValueError(f"item {c.key} is tenant {c.tenant}'s, this index is {self.tenant}'s")
         tax = tax_number_key(c.supplier_tax_number) or ""
-        name = supplier_name_key(c.supplier)
+        name = supplier_name_key(c.supplier) or ""
         suppliers = tuple(
             (key, is_name) for key, is_name in ((f"t:{tax}", False), (f"s:{name}", True)) if key[2:]
         )

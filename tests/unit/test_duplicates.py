@@ -395,3 +395,12 @@ def test_index_size_per_100k_items() -> None:
 def test_a_name_misread_by_ocr_is_the_same_supplier(a: str, b: str) -> None:
     second = cand("t:2", supplier=b, number="INV-0043")
     assert verdict_of(cand(supplier=a), second).rule is Rule.SAME_TOTAL_NEAR_DATE
+
+
+def test_suppliers_with_no_name_are_not_one_supplier() -> None:
+    first = cand(supplier="—", number="7")
+    assert verdict_of(first, cand("t:2", supplier="...", number="7")).decision is Decision.NEW
+    # a tax number still names them
+    taxed = cand(supplier="—", supplier_tax_number="GB123456789", number="7")
+    again = cand("t:2", supplier="", supplier_tax_number="GB123456789", number="7")
+    assert verdict_of(taxed, again).rule is Rule.SAME_NUMBER
