@@ -195,8 +195,9 @@ class DuplicateIndex:
 
     def add(self, c: Candidate) -> None:
         """File ``c`` under each of its buckets. Adding the same item again replaces its entry
-        in each bucket it is filed under again; an item whose number or total changed stays
-        under the old ones too, which can only ever match it against itself (never a hit)."""
+        in each bucket it is filed under again. An item re-read with another number or total
+        stays under the old ones as well (entries are never removed, only crowded out), so
+        a later item can still meet it there: at worst a hold that a person releases."""
         k = self._keys(c)
         for supplier, is_name in k.suppliers:
             tax = k.tax if is_name else ""
