@@ -50,6 +50,8 @@ TITLES: dict[Reason, str] = {
     Reason.UNAVAILABLE: "Sage or the network was unavailable",
     Reason.DOCUMENT_UNAVAILABLE: "the original document could not be fetched",
     Reason.ATTACHMENT_FAILED: "the PDF could not be attached to the bill",
+    Reason.ATTACHMENT_TOO_LARGE: "the document is too large for Sage, even compressed",
+    Reason.ATTACHMENT_TYPE: "Sage does not take this kind of document",
     Reason.UNREADABLE: "a record in the event log could not be read",
 }
 

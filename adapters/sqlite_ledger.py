@@ -17,8 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from domain.errors import LedgerError, Reason
-from domain.models import Attachment, Document, DraftBill, LedgerBill, Vendor
+from domain.models import (
+    Attachment,
+    AttachmentLimits,
+    Document,
+    DraftBill,
+    LedgerBill,
+    Vendor,
+)
 from domain.normalize import vendor_match_key
+
+# The local stand-in takes what billstream fetches at most (adapters.documents), any type.
+LOCAL_LIMITS = AttachmentLimits(
+    ledger="the local ledger", max_bytes=20 * 1024 * 1024, source="billstream's own"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vendors (
@@ -67,9 +79,17 @@ class LocalLedger:
 
     kind = "local"
 
-    def __init__(self, path: Path | str, *, company: str = "local") -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        company: str = "local",
+        attachment_limits: AttachmentLimits = LOCAL_LIMITS,
+    ) -> None:
         self.path = Path(path)
         self.company = company
+        # Tests give it a Sage ledger's limits to stand in for that ledger.
+        self.attachment_limits = attachment_limits
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -250,6 +270,16 @@ class LocalLedger:
         return None if row is None else self._attachment(row)
 
     async def attach_document(self, bill: LedgerBill, document: Document) -> Attachment:
+        limits = self.attachment_limits
+        if len(document.content) > limits.max_bytes or not limits.takes(document.content_type):
+            raise LedgerError(
+                Reason.ATTACHMENT_TOO_LARGE
+                if limits.takes(document.content_type)
+                else Reason.ATTACHMENT_TYPE,
+                f"{document.filename} ({document.content_type}, {len(document.content):,} "
+                f"bytes) is not what {self.company} takes: {limits.max_bytes:,} bytes, "
+                f"{', '.join(sorted(limits.types)) or 'any type'}.",
+            )
         with self._tx() as db:
             if db.execute("SELECT 1 FROM bills WHERE id = ?", (bill.id,)).fetchone() is None:
                 raise LedgerError(

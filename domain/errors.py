@@ -23,6 +23,8 @@ class Reason(StrEnum):
     UNAVAILABLE = "unavailable"
     DOCUMENT_UNAVAILABLE = "document_unavailable"
     ATTACHMENT_FAILED = "attachment_failed"
+    ATTACHMENT_TOO_LARGE = "attachment_too_large"  # over the ledger's limit even re-encoded
+    ATTACHMENT_TYPE = "attachment_type"  # a file type the ledger refuses, not convertible
     UNREADABLE = "unreadable"  # a record no stage can read or carry: parked by reference
 
 
@@ -48,6 +50,8 @@ RETRY_OF: dict[Reason, Retry] = {
     Reason.UNAVAILABLE: Retry.AUTOMATIC,
     Reason.DOCUMENT_UNAVAILABLE: Retry.REPLAY,
     Reason.ATTACHMENT_FAILED: Retry.REPLAY,
+    Reason.ATTACHMENT_TOO_LARGE: Retry.AFTER_FIX,
+    Reason.ATTACHMENT_TYPE: Retry.AFTER_FIX,
     Reason.UNREADABLE: Retry.NEVER,
 }
 
@@ -66,6 +70,10 @@ ADVICE: dict[Reason, str] = {
     Reason.DOCUMENT_UNAVAILABLE: "The original document could not be fetched; check the source, "
     "then replay.",
     Reason.ATTACHMENT_FAILED: "The bill exists; only the attachment failed. Replay to attach it.",
+    Reason.ATTACHMENT_TOO_LARGE: "The bill exists; its document is over the ledger's size limit "
+    "even compressed. Attach a smaller scan in Dext (or by hand in Sage), then replay.",
+    Reason.ATTACHMENT_TYPE: "The bill exists; the ledger does not take this kind of file. Save "
+    "it as PDF, JPEG or PNG in Dext (or attach it by hand in Sage), then replay.",
     Reason.UNREADABLE: "The record could not be read or was too large to carry; find it by its "
     "topic and offset, then send the invoice again through a source (they check size and depth).",
 }

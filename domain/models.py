@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -148,9 +149,35 @@ class LedgerBill(Model):
     item_key: str | None = None  # set when billstream created it
 
 
+class Reencoded(Model):
+    """The original a ledger could not take as it was, and what was done to make it fit:
+    the attachment holds the re-encoded copy; audit and reconcile keep both apart."""
+
+    filename: str
+    content_type: str
+    sha256: str
+    size: int
+    how: str  # e.g. "downscaled to 1600 px, JPEG quality 75"
+
+
 class Attachment(Model):
     id: str
     bill_id: str
     filename: str
     sha256: str
     size: int
+    reencoded_from: Reencoded | None = None
+
+
+@dataclass(frozen=True)
+class AttachmentLimits:
+    """What a ledger takes as an attachment: at most ``max_bytes`` per file, of these MIME
+    types (empty: any). ``source`` says where the ledger documents it."""
+
+    ledger: str
+    max_bytes: int
+    types: frozenset[str] = frozenset()
+    source: str = ""
+
+    def takes(self, content_type: str) -> bool:
+        return not self.types or content_type.split(";")[0].strip().lower() in self.types

@@ -11,6 +11,7 @@ from typing import Protocol, runtime_checkable
 
 from domain.models import (
     Attachment,
+    AttachmentLimits,
     Document,
     DocumentRef,
     DraftBill,
@@ -25,6 +26,7 @@ class Ledger(Protocol):
     """One Sage company (or the local stand-in), as the stages need it."""
 
     kind: str
+    attachment_limits: AttachmentLimits  # what attach_document takes (size, types)
 
     async def find_vendor(self, name: str, *, tax_number: str | None = None) -> Vendor | None:
         """The vendor whose normalised name (or tax number, when given) matches, if any."""

@@ -45,7 +45,16 @@ from adapters.intacct.xml import (
     element,
 )
 from domain.errors import LedgerError, Reason
-from domain.models import Attachment, Document, LedgerBill
+from domain.models import Attachment, AttachmentLimits, Document, LedgerBill
+
+# Intacct documents no size limit for attachments sent through the API, and takes files of
+# any type; it does document 20 MB for the bills it receives itself (AP Automation), and
+# billstream keeps to that (docs/ledger-limits.md).
+LIMITS = AttachmentLimits(
+    ledger="Sage Intacct",
+    max_bytes=20_000_000,
+    source="docs/ledger-limits.md: no API limit documented; AP Automation's 20 MB applied",
+)
 
 
 def _causes(results: Sequence[Result]) -> list[ErrorDetail]:

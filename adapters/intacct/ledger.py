@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from xml.etree.ElementTree import Element
 
-from adapters.intacct.attachments import SupdocAttachments
+from adapters.intacct.attachments import LIMITS, SupdocAttachments
 from adapters.intacct.caching import KeyedLocks, MissCache
 from adapters.intacct.client import (
     DEFAULT_CONCURRENCY,
@@ -132,6 +132,7 @@ class IntacctLedger:
     """``domain.ports.Ledger`` on one Intacct company."""
 
     kind = "intacct"
+    attachment_limits = LIMITS
 
     def __init__(
         self,

@@ -13,9 +13,16 @@ from typing import Any
 
 from adapters.sage_accounting.client import SageAccountingClient
 from domain.errors import LedgerError, Reason
-from domain.models import Attachment, Document, LedgerBill
+from domain.models import Attachment, AttachmentLimits, Document, LedgerBill
 
 MAX_ATTACHMENT_BYTES = 2_621_440  # Sage: file_size maximum, 2.5 MiB
+LIMITS = AttachmentLimits(
+    ledger="Sage Accounting",
+    max_bytes=MAX_ATTACHMENT_BYTES,
+    types=frozenset({"application/pdf", "image/jpeg", "image/png"}),
+    source="docs/ledger-limits.md: Swagger postAttachments file_size maximum; Sage's "
+    "attachments guide: pdf, jpg or png",
+)
 
 
 class SageAttachments:
@@ -77,10 +84,12 @@ class SageAttachments:
     async def attach_document(self, bill: LedgerBill, document: Document) -> Attachment:
         size = len(document.content)
         if size > MAX_ATTACHMENT_BYTES:
+            # The attach stage fits documents first (adapters.attachment_fit); this is for
+            # any other caller.
             raise LedgerError(
-                Reason.ATTACHMENT_FAILED,
-                f"{document.filename} is {size / 1_048_576:.1f} MiB; Sage Accounting takes at "
-                "most 2.5 MiB per attachment. Attach a smaller copy by hand in Sage.",
+                Reason.ATTACHMENT_TOO_LARGE,
+                f"{document.filename} is {size:,} bytes; Sage Accounting takes at most "
+                f"{MAX_ATTACHMENT_BYTES:,} bytes per attachment.",
                 detail={"code": "too_large", "size": size, "limit": MAX_ATTACHMENT_BYTES},
             )
         # Whatever happens next, only a look can tell: an upload may land without an answer.

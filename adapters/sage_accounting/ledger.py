@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from adapters.sage_accounting.attachments import SageAttachments
+from adapters.sage_accounting.attachments import LIMITS, SageAttachments
 from adapters.sage_accounting.bills import BillBook, reference_for
 from adapters.sage_accounting.budget import (
     DEFAULT_BYTE_WINDOW,
@@ -78,6 +78,7 @@ class SageAccountingLedger:
     """``domain.ports.Ledger`` on one Sage Accounting business."""
 
     kind = "sage-accounting"
+    attachment_limits = LIMITS
 
     def __init__(
         self,

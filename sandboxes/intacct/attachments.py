@@ -18,6 +18,11 @@ from sandboxes.intacct.core import Context, Reply, SandboxCore
 from sandboxes.intacct.errors import E_CREATE, E_EXISTS, E_FIELD, E_READ, Refusal, refuse
 from sandboxes.intacct.state import SUPDOC_ID_MAX, Company, text_of
 
+# Intacct documents no limit for API attachments; 20 MB is the one it documents for bills
+# sent to AP Automation, and what billstream keeps to: the sandbox refuses beyond it, so a
+# client that forgot the limit fails here rather than at a customer's.
+MAX_FILE_BYTES = 20_000_000
+
 
 class AttachmentsMixin(SandboxCore):
     """Supdoc folders and supdocs (the legacy attachment functions)."""
@@ -76,6 +81,13 @@ class AttachmentsMixin(SandboxCore):
                 raise refuse(
                     E_FIELD, "Invalid attachment data", "attachmentdata is not base64."
                 ) from None
+            if len(content) > MAX_FILE_BYTES:
+                raise refuse(
+                    E_FIELD,
+                    "Attachment too large",
+                    f"The file {text_of(att, 'attachmentname')} is {len(content)} bytes; files "
+                    f"over {MAX_FILE_BYTES} bytes are not accepted.",
+                )
             files.append(
                 {
                     "name": text_of(att, "attachmentname"),

@@ -29,7 +29,9 @@ IDEMPOTENCY_WINDOW = 7 * 24 * 3600.0
 
 CODE_TTL = 60.0
 
-MIME_TYPES = {"application/pdf", "image/png", "image/jpeg", "image/gif", "image/tiff"}
+# What Sage's attachments guide says a user can attach ("a pdf, jpg or png file"); the
+# Swagger lists no types. docs/ledger-limits.md.
+MIME_TYPES = {"application/pdf", "image/png", "image/jpeg"}
 
 FAIL_MODES = ("before", "after", "timeout")
 

@@ -57,12 +57,15 @@ class ReconcileReport:
     checked: int = 0
     differences: list[Difference] = field(default_factory=list)
     repaired: int = 0
+    # Attachments that hold, as recorded, a re-encoded copy of the original: not differences.
+    reencoded: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
             "checked": self.checked,
             "differences": [d.as_dict() for d in self.differences],
             "repaired": self.repaired,
+            "reencoded": self.reencoded,
         }
 
 
@@ -127,16 +130,27 @@ async def compare(event: Envelope, ledger: Ledger) -> list[Difference]:
                 diff("attachment_missing", f"bill {sent.id} has no attachment (we sent {what})")
             )
         elif ours is not None and found.sha256 != ours.sha256:
+            original = ours.reencoded_from
+            copy = (
+                f" (a re-encoded copy of {original.filename}, sha256 {original.sha256[:12]})"
+                if original is not None
+                else ""
+            )
             out.append(
                 diff(
                     "attachment_changed",
                     f"bill {sent.id}: attachment {found.id} has sha256 {found.sha256[:12]}, "
-                    f"we sent {ours.sha256[:12]}",
+                    f"we sent {ours.sha256[:12]}{copy}",
                 )
             )
         return out
     except LedgerError as err:
         return [diff("unreadable", f"could not read bill {sent.id}: {err.message}")]
+
+
+def _reencoded(event: Envelope) -> bool:
+    work = event.data
+    return isinstance(work, Work) and bool(work.attachment and work.attachment.reencoded_from)
 
 
 async def repair_attachment(event: Envelope, ports: Ports) -> Envelope:
@@ -198,8 +212,12 @@ async def reconcile(
 
     try:
         ordered = [items[k] for k in sorted(items)]
-        for found in await asyncio.gather(*(one(ev) for ev in ordered)):
+        for event, found in zip(
+            ordered, await asyncio.gather(*(one(ev) for ev in ordered)), strict=True
+        ):
             report.differences.extend(found)
+            if not found and _reencoded(event):
+                report.reencoded += 1
         missing = [d for d in report.differences if d.kind == "attachment_missing"]
         if repair_attachments and missing:
             async with Publisher(settings, kafka_url) as publisher:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from adapters.attachment_fit import fit_document
 from domain.errors import Reason, StageError
 from domain.events import Received, Work
 from domain.models import DraftBill, split_item_key
@@ -156,5 +157,17 @@ async def attach(work: Work, ctx: StageContext) -> Work:
             f"Item {work.invoice.dext_id} has no original document to attach.",
         )
     document = await ctx.documents.fetch(ref, ctx.tenant)
-    attachment = await ctx.ledger.attach_document(work.ledger_bill, document)
-    return work.model_copy(update={"attachment": attachment})
+    # Over the ledger's limit or of a type it refuses: re-encoded to fit, or parked with the
+    # sizes (attachment_too_large / attachment_type); never a bill whose document vanished.
+    fitted = await asyncio.to_thread(fit_document, document, ctx.ledger.attachment_limits)
+    attachment = await ctx.ledger.attach_document(work.ledger_bill, fitted.document)
+    notes = list(work.notes)
+    if fitted.reencoded_from is not None:
+        attachment = attachment.model_copy(update={"reencoded_from": fitted.reencoded_from})
+        original = fitted.reencoded_from
+        notes.append(
+            f"document {original.filename} ({original.size:,} bytes) re-encoded to fit "
+            f"{ctx.ledger.attachment_limits.ledger}: {original.how}, "
+            f"{len(fitted.document.content):,} bytes"
+        )
+    return work.model_copy(update={"attachment": attachment, "notes": notes})

@@ -201,8 +201,8 @@ class TestSageAccountingLedger(LedgerContract):
         big = Document.of("big.pdf", "application/pdf", PDF + b"0" * (2_621_440 - len(PDF) + 1))
         with pytest.raises(LedgerError) as err:
             await ledger.attach_document(bill, big)
-        assert err.value.reason is Reason.ATTACHMENT_FAILED
-        assert "2.5 MiB" in err.value.message
+        assert err.value.reason is Reason.ATTACHMENT_TOO_LARGE
+        assert "2,621,441 bytes" in err.value.message and "2,621,440" in err.value.message
         assert ledger.client.requests == calls  # nothing went to Sage
         exact = Document.of("max.pdf", "application/pdf", PDF + b"0" * (2_621_440 - len(PDF)))
         att = await ledger.attach_document(bill, exact)

@@ -405,3 +405,32 @@ def test_bad_options_exit_2_with_the_reason(args: list[str], message: str) -> No
     assert done.returncode == 2
     assert message in done.stderr
     assert done.stdout == ""
+
+
+def test_an_attachment_over_20_mb_is_refused(sandbox: SandboxProcess, company: str) -> None:
+    """The limit billstream keeps to (adapters.intacct.attachments.LIMITS), enforced here so
+    a client that forgets it fails in the sandbox; just under it is taken."""
+
+    def supdoc(supdoc_id: str, size: int) -> str:
+        data = base64.b64encode(b"%PDF-1.4\n" + b"0" * (size - 9)).decode()
+        return (
+            f'<function controlid="{supdoc_id}"><create_supdoc><supdocid>{supdoc_id}</supdocid>'
+            f"<supdocname>{supdoc_id}</supdocname><supdocfoldername>Big</supdocfoldername>"
+            "<attachments><attachment><attachmentname>scan</attachmentname>"
+            f"<attachmenttype>pdf</attachmenttype><attachmentdata>{data}</attachmentdata>"
+            "</attachment></attachments></create_supdoc></function>"
+        )
+
+    (folder,) = run(
+        sandbox,
+        company,
+        '<function controlid="f"><create_supdocfolder><supdocfoldername>Big'
+        "</supdocfoldername></create_supdocfolder></function>",
+    )
+    assert folder.ok
+    (over,) = run(sandbox, company, supdoc("BIG-1", 20_000_001))
+    assert not over.ok
+    assert over.errors[0].description == "Attachment too large"
+    assert "20000001 bytes" in (over.errors[0].description2 or "")
+    (under,) = run(sandbox, company, supdoc("BIG-2", 20_000_000))
+    assert under.ok

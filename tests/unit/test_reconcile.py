@@ -99,3 +99,27 @@ async def test_a_repair_that_cannot_fetch_the_document_says_why(ports: Ports) ->
     broken = event.model_copy(update={"data": moved, "time": dt.datetime.now(dt.UTC)})
     out = await repair_attachment(broken, ports)
     assert out.stage is Stage.FAILED
+
+
+async def test_a_re_encoded_attachment_is_told_from_a_wrong_one(ports: Ports, tmp_path) -> None:
+    from adapters.documents import DocumentFetcher
+    from domain.models import AttachmentLimits, Document
+    from tests.unit.test_attachment_fit import photo
+
+    scan = tmp_path / "DX-1.png"
+    scan.write_bytes(photo(1800))
+    ports.documents = DocumentFetcher(allowed_dirs=[tmp_path])
+    ledger = ledger_of(ports, "t1")
+    ledger.attachment_limits = AttachmentLimits("Sage-like", 200_000, frozenset({"image/jpeg"}))
+    event = await attached(ports, document={"url": scan.as_uri(), "filename": "DX-1.png"})
+    work = event.data
+    assert isinstance(work, Work) and work.attachment and work.attachment.reencoded_from
+    assert await compare(event, ledger) == []  # the re-encoded copy, as recorded
+    assert work.attachment.sha256 != work.attachment.reencoded_from.sha256
+    assert work.ledger_bill is not None
+    ledger.delete_attachment(work.ledger_bill.id)
+    other = Document.of("other.jpg", "image/jpeg", b"\xff\xd8\xff another picture")
+    await ledger.attach_document(work.ledger_bill, other)
+    (diff,) = await compare(event, ledger)
+    assert diff.kind == "attachment_changed"
+    assert "a re-encoded copy of DX-1.png" in diff.detail and other.sha256[:12] in diff.detail

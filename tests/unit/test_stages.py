@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
+import os
+from pathlib import Path
 from typing import cast
 
 import pytest
 
+from adapters.documents import DocumentFetcher
 from domain.errors import LedgerError, Reason, StageError
 from domain.events import Envelope, Received, Stage, Work
-from domain.models import DocumentRef, DraftBill, LedgerBill, Vendor
+from domain.models import AttachmentLimits, DocumentRef, DraftBill, LedgerBill, Vendor
 from domain.ports import Ledger
 from streams.pipeline import stages
 from streams.pipeline.idempotency import _context
@@ -204,3 +208,47 @@ async def test_attach_refuses_a_document_outside_allowed_folders(ports: Ports, t
         await stages.attach(work, ctx_for(ports))
     assert err.value.reason is Reason.DOCUMENT_UNAVAILABLE
     assert "not one this tenant allows" in err.value.message
+
+
+SAGE_LIKE = AttachmentLimits("Sage-like", 200_000, frozenset({"application/pdf", "image/jpeg"}))
+
+
+def big_scan(path: Path) -> Path:
+    from tests.unit.test_attachment_fit import photo
+
+    path.write_bytes(photo(1800))
+    return path
+
+
+async def test_attach_re_encodes_a_document_over_the_ledgers_limit(
+    ports: Ports, tmp_path: Path
+) -> None:
+    scan = big_scan(tmp_path / "DX-1.png")
+    ports.documents = DocumentFetcher(allowed_dirs=[tmp_path])
+    ledger_of(ports, "t1").attachment_limits = SAGE_LIKE
+    item = dext_item(document={"url": scan.as_uri(), "filename": "DX-1.png"})
+    work = await through(ports, item, "attach")
+    done = await stages.attach(work, ctx_for(ports))
+    attachment = done.attachment
+    assert attachment is not None and attachment.reencoded_from is not None
+    held = ledger_of(ports, "t1").attachment_content(attachment.bill_id)
+    assert held is not None and len(held) <= SAGE_LIKE.max_bytes
+    assert hashlib.sha256(held).hexdigest() == attachment.sha256  # what the ledger holds
+    original = attachment.reencoded_from
+    assert original.sha256 == hashlib.sha256(scan.read_bytes()).hexdigest()
+    assert (original.filename, original.size) == ("DX-1.png", scan.stat().st_size)
+    assert any("re-encoded to fit Sage-like" in n for n in done.notes)
+
+
+async def test_attach_parks_what_cannot_be_made_to_fit(ports: Ports, tmp_path: Path) -> None:
+    doc = tmp_path / "DX-1.pdf"
+    doc.write_bytes(b"%PDF-1.4\n" + os.urandom(300_000))  # not even a PDF pikepdf can open
+    ports.documents = DocumentFetcher(allowed_dirs=[tmp_path])
+    ledger_of(ports, "t1").attachment_limits = SAGE_LIKE
+    item = dext_item(document={"url": doc.as_uri(), "filename": "DX-1.pdf"})
+    work = await through(ports, item, "attach")
+    with pytest.raises(StageError) as err:
+        await stages.attach(work, ctx_for(ports))
+    assert err.value.reason is Reason.ATTACHMENT_TOO_LARGE
+    assert "300,009 bytes" in err.value.message and "200,000" in err.value.message
+    assert ledger_of(ports, "t1").writes("attach_document") == []

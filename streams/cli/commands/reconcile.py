@@ -78,5 +78,6 @@ def reconcile(
         f"checked {report.checked} attached item{'s' if report.checked != 1 else ''}: "
         f"{len(report.differences)} difference{'s' if len(report.differences) != 1 else ''}"
         + (f", {report.repaired} repaired" if repair_attachments else "")
+        + (f"; {report.reencoded} hold a re-encoded copy, as recorded" if report.reencoded else "")
     )
     raise SystemExit(1 if unresolved else 0)
