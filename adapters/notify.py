@@ -45,6 +45,7 @@ TITLES: dict[Reason, str] = {
     Reason.VENDOR_NOT_FOUND: "the supplier is not in Sage",
     Reason.PERIOD_CLOSED: "the accounting period is closed",
     Reason.DUPLICATE: "a bill with the same supplier and number is already in Sage",
+    Reason.POSSIBLE_DUPLICATE: "the invoice looks like one billstream has already seen",
     Reason.AUTH: "Sage refused billstream's credentials",
     Reason.RATE_LIMITED: "Sage kept throttling billstream",
     Reason.UNAVAILABLE: "Sage or the network was unavailable",

@@ -18,6 +18,7 @@ class Reason(StrEnum):
     VENDOR_NOT_FOUND = "vendor_not_found"
     PERIOD_CLOSED = "period_closed"
     DUPLICATE = "duplicate"
+    POSSIBLE_DUPLICATE = "possible_duplicate"  # held for a person: release or reject
     AUTH = "auth"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
@@ -45,6 +46,8 @@ RETRY_OF: dict[Reason, Retry] = {
     Reason.VENDOR_NOT_FOUND: Retry.AFTER_CONFIG,
     Reason.PERIOD_CLOSED: Retry.REPLAY,
     Reason.DUPLICATE: Retry.NEVER,
+    # Never by replay: a person releases it (it goes on, once) or rejects it (duplicate).
+    Reason.POSSIBLE_DUPLICATE: Retry.NEVER,
     Reason.AUTH: Retry.AFTER_CONFIG,
     Reason.RATE_LIMITED: Retry.AUTOMATIC,
     Reason.UNAVAILABLE: Retry.AUTOMATIC,
@@ -64,6 +67,8 @@ ADVICE: dict[Reason, str] = {
     Reason.PERIOD_CLOSED: "Reopen the period in Sage (or set policy 'redate'), then replay.",
     Reason.DUPLICATE: "A bill with this supplier and invoice number already exists; nothing to do "
     "unless it is wrong.",
+    Reason.POSSIBLE_DUPLICATE: "It looks like an earlier invoice (named with the rule that "
+    "matched): compare them, then release it (`billstream duplicates release`) or reject it.",
     Reason.AUTH: "Fix the Sage credentials or reconnect the company, then replay.",
     Reason.RATE_LIMITED: "Sage throttled us past the retry budget; replay once the load drops.",
     Reason.UNAVAILABLE: "Sage or the network was unavailable past the retry budget; replay later.",

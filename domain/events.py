@@ -88,6 +88,16 @@ class Received(_Payload):
         return item
 
 
+class Review(_Payload):
+    """A person's decision on an item held as a possible duplicate."""
+
+    decision: Literal["release", "reject"]
+    by: str
+    at: datetime
+    note: str = ""
+    matches: list[str] = Field(default_factory=list)  # the earlier items it was held for
+
+
 class Work(_Payload):
     """An item on its way: each stage fills in one more part."""
 
@@ -99,6 +109,7 @@ class Work(_Payload):
     ledger_bill: LedgerBill | None = None
     attachment: Attachment | None = None
     notes: list[str] = Field(default_factory=list)  # e.g. "adopted existing bill", "redated"
+    review: Review | None = None  # released by a person: the duplicate check is not asked
 
 
 class RecordRef(_Payload):

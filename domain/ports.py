@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Protocol, runtime_checkable
 
+from domain.duplicates import Candidate, Verdict
 from domain.models import (
     Attachment,
     AttachmentLimits,
@@ -76,4 +77,14 @@ class DocumentSource(Protocol):
 
     async def fetch(self, ref: DocumentRef, tenant: Tenant) -> Document:
         """Raise ``StageError(document_unavailable)`` with the reason when it cannot."""
+        ...
+
+
+@runtime_checkable
+class DuplicateCheck(Protocol):
+    """The tenant's duplicate index, as the create stage asks it once per item."""
+
+    async def check(self, candidate: Candidate) -> Verdict:
+        """Check ``candidate`` against everything seen for its tenant, and add it: durably,
+        before this returns, so a crash after the answer does not forget it."""
         ...

@@ -175,14 +175,29 @@ class Terminal:
         return attached, failed
 
 
+# Copies of the sample set (any run past its size) share their originals' document, supplier,
+# total and date: to the duplicate check they are re-sent invoices, rightly held. A load run
+# holds them by number only, which their own numbers (suffix -c<k>) keep apart.
+LOAD_DUPLICATE_RULES = {"rules": ["number_variant", "same_number"]}
+
+
 def write_tenants(
-    path: Path, tenants: Tenants, harness: LedgerHarness, document_hosts: list[str]
+    path: Path,
+    tenants: Tenants,
+    harness: LedgerHarness,
+    document_hosts: list[str],
+    *,
+    copies: bool = True,
 ) -> None:
+    """The tenants file of a run on ``harness``; with ``copies`` (sample copies among the
+    items) the duplicate check holds by number only (``LOAD_DUPLICATE_RULES``)."""
     body: dict[str, Any] = {"tenants": {}}
     for tenant in tenants.all():
-        data = tenant.model_dump(mode="json", exclude={"id"}, exclude_none=True)
+        data = tenant.model_dump(mode="json", exclude={"id", "duplicates"}, exclude_none=True)
         data["ledger"] = harness.ledger_config(tenant).model_dump(mode="json", exclude_none=True)
         data["document_hosts"] = sorted({*tenant.document_hosts, *document_hosts})
+        rules = tenant.duplicate_rules.to_mapping()
+        data["duplicates"] = {**rules, **LOAD_DUPLICATE_RULES} if copies else rules
         body["tenants"][tenant.id] = data
     path.write_text(tomli_w.dumps(body), encoding="utf-8")
 
@@ -502,7 +517,8 @@ def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
     harness.start(data_dir, tenants)
     try:
         via_http = opts.source == "dext-api"
-        write_tenants(settings.tenants_file, tenants, harness, [])
+        copies = opts.source != "einvoices" and opts.items > len(sample_items())
+        write_tenants(settings.tenants_file, tenants, harness, [], copies=copies)
         if via_http:
             dext = DextSandboxProcess(
                 ["--items", str(opts.items), "--tenants", str(settings.tenants_file)],
@@ -510,7 +526,7 @@ def run_demo(opts: DemoOptions, base: Settings | None = None) -> DemoResult:
             ).start()
             # The worker may fetch documents from the Dext sandbox's own port, nothing else.
             dext_host = f"127.0.0.1:{urlsplit(dext.url).port}"
-            write_tenants(settings.tenants_file, tenants, harness, [dext_host])
+            write_tenants(settings.tenants_file, tenants, harness, [dext_host], copies=copies)
         if opts.scenario == "period-reopen":
             for tenant in tenants.all():
                 harness.close_period(tenant, REOPEN_PERIOD)

@@ -230,6 +230,14 @@ def run_settings(
     run = uuid.uuid4().hex[:8]
     tenants_file = root / "tenants.toml"
     shutil.copy(tenants_from or REPO_ROOT / "tenants.example.toml", tenants_file)
+    if tenants_from is None:
+        # Runs send copies of the sample set, which to the duplicate check are re-sent
+        # invoices: held by number only here, as streams.demo does for load runs.
+        tenants = parse_tenants(tenants_file.read_text(encoding="utf-8"))
+        with tenants_file.open("a", encoding="utf-8") as out:
+            for tenant in tenants.all():
+                rules = '["number_variant", "same_number"]'
+                out.write(f"\n[tenants.{tenant.id}.duplicates]\nrules = {rules}\n")
     values: dict[str, Any] = {
         "kafka_url": kafka_url,
         "topic_prefix": f"{name}-{run}.",

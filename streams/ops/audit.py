@@ -45,6 +45,16 @@ def describe(event: Envelope) -> tuple[str, str]:
             bits += [n for n in data.notes if n not in vendor_notes]
         if event.stage is Stage.ATTACHED and data.attachment:
             bits.append(f"attachment {data.attachment.id} sha256 {data.attachment.sha256[:12]}")
+            original = data.attachment.reencoded_from
+            if original is not None:
+                bits.append(f"re-encoded from {original.filename} sha256 {original.sha256[:12]}")
+        review = data.review
+        if review is not None and event.source == "review":
+            bits.append(
+                f"released by {review.by} at {review.at.isoformat(timespec='seconds')}"
+                + (f": {review.note}" if review.note else "")
+                + f" (held as like {', '.join(review.matches) or '?'})"
+            )
         return "ok", "; ".join(bits)
     item = data.item
     return "ok", (

@@ -95,6 +95,7 @@ def _context(
         received_at=received_at,
         subject=event.subject,
         today=today or ports.today(),
+        duplicates=ports.duplicate_check(),
     )
 
 

@@ -86,6 +86,7 @@ def run_worker(settings: Settings, kafka_url: str) -> int:
     from domain.events import STAGES, Stage
     from streams import metrics
     from streams.kafka import aiokafka_patches
+    from streams.kafka.duplicate_log import SharedDuplicateLog
     from streams.kafka.topics import ensure_topics
     from streams.pipeline.app import create_app
     from streams.pipeline.wiring import Ports
@@ -95,6 +96,8 @@ def run_worker(settings: Settings, kafka_url: str) -> int:
     aiokafka_patches.apply()
     asyncio.run(ensure_topics(settings, kafka_url))
     ports = Ports.from_settings(settings)
+    # Every worker checks against the same index: a compacted topic, a SQLite view each.
+    ports.duplicates = SharedDuplicateLog(settings, kafka_url, ports.tenants)
     pipeline = create_app(settings, kafka_url, ports)
     if settings.metrics_port >= 0:
         topics = [settings.topic(stage) for stage in Stage]

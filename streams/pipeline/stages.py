@@ -15,10 +15,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from adapters.attachment_fit import fit_document
+from domain.duplicates import Candidate, Decision, Rule
 from domain.errors import Reason, StageError
 from domain.events import Received, Work
-from domain.models import DraftBill, split_item_key
-from domain.ports import DocumentSource, Ledger
+from domain.models import Document, DraftBill, split_item_key
+from domain.ports import DocumentSource, DuplicateCheck, Ledger
 from domain.tenants import Tenant
 from domain.validation import validate_item
 
@@ -31,6 +32,7 @@ class StageContext:
     received_at: dt.datetime
     subject: str
     today: dt.date = field(default_factory=dt.date.today)
+    duplicates: DuplicateCheck | None = None
 
 
 async def validate(data: Received, ctx: StageContext) -> Work:
@@ -97,11 +99,71 @@ async def _one_at_a_time(key: _BillKey) -> AsyncIterator[None]:
 
 
 async def create_bill(work: Work, ctx: StageContext) -> Work:
-    """Post the draft bill once: adopt our own, refuse another channel's, honour periods."""
+    """Post the draft bill once: adopt our own, refuse another channel's, honour periods;
+    an invoice that looks like one seen before is held for a person first."""
     assert work.vendor is not None, "create_bill needs a resolved vendor"
+    await _check_duplicates(work, ctx)
     key = (ctx.tenant.id, work.vendor.id, work.bill.number, work.bill.credit_note)
     async with _one_at_a_time(key):
         return await _create_bill(work, ctx)
+
+
+async def _check_duplicates(work: Work, ctx: StageContext) -> None:
+    """Hold a near match (``possible_duplicate``, naming what it matched); an exact one
+    (the number as written, same supplier) goes on to the ledger's own check, which adopts
+    this item's own bill or refuses another's."""
+    if ctx.duplicates is None or (work.review is not None and work.review.decision == "release"):
+        return
+    candidate = Candidate.of_invoice(
+        work.invoice,
+        ctx.tenant.id,
+        key=ctx.subject,
+        document_sha256=await _document_sha256(work, ctx),
+    )
+    verdict = await ctx.duplicates.check(candidate)
+    if verdict.decision is not Decision.HOLD or verdict.rule is None:
+        return
+    what = _RULE_WORDS[verdict.rule]
+    raise StageError(
+        Reason.POSSIBLE_DUPLICATE,
+        f"{'Credit note' if work.bill.credit_note else 'Invoice'} {work.bill.number} from "
+        f"{work.bill.vendor_name} looks like {', '.join(verdict.matches)} ({what}); held for "
+        "a person to release or reject.",
+        detail=verdict.to_json(),
+    )
+
+
+_RULE_WORDS = {
+    Rule.SAME_NUMBER: "the same number from the same supplier",
+    Rule.NUMBER_VARIANT: "the same number written differently, same supplier",
+    Rule.SAME_DOCUMENT: "the same document file",
+    Rule.SAME_TOTAL_NEAR_DATE: "the same supplier and total within days, another number",
+}
+
+
+async def _document_sha256(work: Work, ctx: StageContext) -> str | None:
+    """The document's SHA-256 for the same-file rule, fetched now (and kept for the attach
+    stage) when no source said it; None when it cannot be had now."""
+    ref = work.invoice.document
+    if ref is None or not ctx.tenant.duplicate_rules.holds(Rule.SAME_DOCUMENT):
+        return None
+    try:
+        document = await ctx.documents.fetch(ref, ctx.tenant)
+    except StageError:
+        return None  # the attach stage reports it, with its reason
+    _remember(ref.url, document)
+    return document.sha256
+
+
+# Documents fetched for the check, kept for the attach stage a moment later (bounded).
+_FETCHED: dict[str, Document] = {}
+_FETCHED_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _remember(url: str, document: Document) -> None:
+    _FETCHED[url] = document
+    while sum(len(d.content) for d in _FETCHED.values()) > _FETCHED_MAX_BYTES and _FETCHED:
+        del _FETCHED[next(iter(_FETCHED))]
 
 
 async def _create_bill(work: Work, ctx: StageContext) -> Work:
@@ -156,7 +218,7 @@ async def attach(work: Work, ctx: StageContext) -> Work:
             Reason.DOCUMENT_UNAVAILABLE,
             f"Item {work.invoice.dext_id} has no original document to attach.",
         )
-    document = await ctx.documents.fetch(ref, ctx.tenant)
+    document = _FETCHED.pop(ref.url, None) or await ctx.documents.fetch(ref, ctx.tenant)
     # Over the ledger's limit or of a type it refuses: re-encoded to fit, or parked with the
     # sizes (attachment_too_large / attachment_type); never a bill whose document vanished.
     fitted = await asyncio.to_thread(fit_document, document, ctx.ledger.attachment_limits)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from collections.abc import Callable, Mapping
@@ -9,7 +10,8 @@ from dataclasses import dataclass, field
 
 from adapters.dext.api import ENV_URL, DextApiConfig, DextDocumentLinks
 from adapters.documents import DocumentFetcher
-from domain.ports import DocumentSource, Ledger
+from domain.duplicates import Candidate, DuplicateIndex, Verdict
+from domain.ports import DocumentSource, DuplicateCheck, Ledger
 from domain.tenants import Tenant, Tenants, load_tenants
 from streams.config import Settings
 
@@ -45,6 +47,22 @@ def dext_links(tenants: Tenants, env: Mapping[str, str] | None = None) -> DextDo
     return DextDocumentLinks(DextApiConfig.from_env(env, accounts))
 
 
+class LocalDuplicates:
+    """The duplicate index in this process only: for tests, tools and a single run. A
+    worker shares its index with the others (``streams.kafka.duplicate_log``)."""
+
+    def __init__(self, tenants: Tenants) -> None:
+        self.tenants = tenants
+        self.indexes: dict[str, DuplicateIndex] = {}
+
+    async def check(self, candidate: Candidate) -> Verdict:
+        tenant = candidate.tenant
+        if tenant not in self.indexes:
+            rules = self.tenants.get(tenant).duplicate_rules
+            self.indexes[tenant] = DuplicateIndex(tenant, rules)
+        return self.indexes[tenant].check_and_add(candidate)
+
+
 @dataclass
 class Ports:
     """Everything the stage functions reach the outside world through, per tenant."""
@@ -54,6 +72,7 @@ class Ports:
     documents: DocumentSource
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     clock: Callable[[], dt.date] | None = None  # tests pin "today"
+    duplicates: DuplicateCheck | None = None  # None: a LocalDuplicates made on first use
     _ledgers: dict[str, Ledger] = field(default_factory=dict)
 
     @classmethod
@@ -73,6 +92,11 @@ class Ports:
     def tenant(self, tenant_id: str) -> Tenant:
         return self.tenants.get(tenant_id)
 
+    def duplicate_check(self) -> DuplicateCheck:
+        if self.duplicates is None:
+            self.duplicates = LocalDuplicates(self.tenants)
+        return self.duplicates
+
     def ledger(self, tenant_id: str) -> Ledger:
         # One client per tenant for the life of the worker: shared sessions, budgets, limits.
         if tenant_id not in self._ledgers:
@@ -80,6 +104,10 @@ class Ports:
         return self._ledgers[tenant_id]
 
     async def aclose(self) -> None:
+        stop = getattr(self.duplicates, "stop", None)
+        if stop is not None:
+            with contextlib.suppress(Exception):
+                await stop()
         for ledger in self._ledgers.values():
             await ledger.aclose()
         self._ledgers.clear()

@@ -14,13 +14,13 @@ import pytest
 
 from adapters.documents import DocumentFetcher
 from domain.errors import LedgerError, Reason, StageError
-from domain.events import Envelope, Received, Stage, Work
+from domain.events import Envelope, Received, Review, Stage, Work
 from domain.models import AttachmentLimits, DocumentRef, DraftBill, LedgerBill, Vendor
 from domain.ports import Ledger
 from streams.pipeline import stages
 from streams.pipeline.idempotency import _context
 from streams.pipeline.wiring import Ports
-from tests.conftest import dext_item, ledger_of
+from tests.conftest import DOCUMENTS_DIR, dext_item, ledger_of
 
 
 def ctx_for(ports: Ports, tenant: str = "t1", item_id: str = "DX-1") -> stages.StageContext:
@@ -252,3 +252,75 @@ async def test_attach_parks_what_cannot_be_made_to_fit(ports: Ports, tmp_path: P
     assert err.value.reason is Reason.ATTACHMENT_TOO_LARGE
     assert "300,009 bytes" in err.value.message and "200,000" in err.value.message
     assert ledger_of(ports, "t1").writes("attach_document") == []
+
+
+# -- the duplicate check before the bill ----------------------------------------------------
+
+
+async def held(ports: Ports, item: dict) -> StageError:
+    work = await through(ports, item, "create_bill")
+    with pytest.raises(StageError) as err:
+        await stages.create_bill(work, ctx_for(ports, item_id=item["id"]))
+    return err.value
+
+
+async def test_the_same_number_written_otherwise_is_held_naming_the_first(ports: Ports) -> None:
+    first = await through(ports, dext_item(invoice_number="INV-0042"), "attach")
+    assert first.ledger_bill is not None
+    again = dext_item(id="DX-2", invoice_number="42", payee="VIKING DIRECT LIMITED")
+    err = await held(ports, again)
+    assert err.reason is Reason.POSSIBLE_DUPLICATE
+    assert err.detail["rule"] == "number_variant" and err.detail["matches"] == ["t1:DX-1"]
+    assert "looks like t1:DX-1" in err.message
+    assert len(ledger_of(ports, "t1").writes("create_draft_bill")) == 1
+
+
+async def test_a_reissue_with_a_new_number_is_held(ports: Ports) -> None:
+    await through(ports, dext_item(), "attach")
+    reissue = dext_item(id="DX-2", invoice_number="INV-77", date="2026-10-20")
+    reissue["document"] = dict(reissue["document"], url=(DOCUMENTS_DIR / "DX-100002.pdf").as_uri())
+    err = await held(ports, reissue)
+    assert err.detail["rule"] == "same_total_near_date"
+
+
+async def test_the_same_file_under_another_number_is_held(ports: Ports) -> None:
+    await through(ports, dext_item(), "attach")
+    other = dext_item(id="DX-2", invoice_number="B-9", payee="Someone Else", total_amount="120.00")
+    err = await held(ports, other)
+    assert err.detail["rule"] == "same_document"
+
+
+async def test_released_by_a_person_it_goes_on_once(ports: Ports) -> None:
+    await through(ports, dext_item(invoice_number="INV-0042"), "attach")
+    again = dext_item(id="DX-2", invoice_number="42")
+    work = await through(ports, again, "create_bill")
+    now = dt.datetime.now(dt.UTC)
+    released = work.model_copy(update={"review": Review(decision="release", by="ana", at=now)})
+    made = await stages.create_bill(released, ctx_for(ports, item_id="DX-2"))
+    assert made.ledger_bill is not None
+    # the same release delivered twice adopts the bill it made
+    again_made = await stages.create_bill(released, ctx_for(ports, item_id="DX-2"))
+    assert again_made.ledger_bill == made.ledger_bill
+    assert len(ledger_of(ports, "t1").writes("create_draft_bill")) == 2
+
+
+async def test_a_credit_note_is_never_its_invoices_duplicate(ports: Ports) -> None:
+    await through(ports, dext_item(), "attach")
+    credit = dext_item(id="DX-2", type="credit_note", invoice_number="CN-1")
+    credit["document"] = dict(credit["document"], url=(DOCUMENTS_DIR / "DX-100002.pdf").as_uri())
+    done = await through(ports, credit, "attach")
+    assert done.ledger_bill is not None and done.ledger_bill.credit_note
+
+
+async def test_an_item_retried_is_not_its_own_duplicate(ports: Ports) -> None:
+    work = await through(ports, dext_item(), "create_bill")
+    ctx = ctx_for(ports)
+    first = await stages.create_bill(work, ctx)
+    again = await stages.create_bill(work, ctx)  # a retry after an uncertain write
+    assert again.ledger_bill == first.ledger_bill
+
+
+async def test_the_exact_number_goes_to_the_ledgers_own_check(ports: Ports) -> None:
+    await through(ports, dext_item(), "attach")
+    err = await held(ports, dext_item(id="DX-2"))  # the same number as written
+    assert err.reason is Reason.DUPLICATE  # refused by the ledger, never posted twice
