@@ -62,6 +62,9 @@ MESSAGE_CHARS = 240
 
 
 def replay_command(reason: Reason, tenant_id: str) -> str:
+    """What to run about a reason: a replay, or the review for held duplicates."""
+    if reason is Reason.POSSIBLE_DUPLICATE:
+        return f"billstream duplicates held --tenant {tenant_id}"
     return f"billstream replay --reason {reason.value} --tenant {tenant_id}"
 
 

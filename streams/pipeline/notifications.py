@@ -75,6 +75,8 @@ class ParkedSummary:
     time: str
     attempt: int
     id: str
+    rule: str | None = None  # a held duplicate: the rule that matched
+    matches: tuple[str, ...] = ()  # and the earlier items it looks like
 
 
 def summarize(event: Envelope) -> ParkedSummary:
@@ -103,6 +105,10 @@ def summarize(event: Envelope) -> ParkedSummary:
         time=event.time.isoformat(),
         attempt=event.attempt,
         id=event.id,
+        rule=failure.detail.get("rule") if failure.reason is Reason.POSSIBLE_DUPLICATE else None,
+        matches=tuple(failure.detail.get("matches", ()))
+        if failure.reason is Reason.POSSIBLE_DUPLICATE
+        else (),
     )
 
 

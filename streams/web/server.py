@@ -261,6 +261,7 @@ async def parked(request: web.Request) -> web.Response:
     except ValueError:
         raise web.HTTPNotFound(text="no such reason") from None
     group = view.group(tenant, reason)
+    matched = {k for i in group.items if i.failure for k in i.failure.matches}
     return _render(
         request,
         "group.html",
@@ -269,6 +270,8 @@ async def parked(request: web.Request) -> web.Response:
         reason=reason.value,
         items=group.items,
         replayable=RETRY_OF[reason] is not Retry.NEVER,
+        review=reason is Reason.POSSIBLE_DUPLICATE,
+        others={k: view.items[k] for k in matched if k in view.items},
         command=replay_command(reason, tenant),
     )
 
@@ -301,6 +304,36 @@ async def item(request: web.Request) -> web.Response:
             and RETRY_OF[current.failure.reason] is not Retry.NEVER
         ),
     )
+
+
+# -- review of held duplicates --------------------------------------------------------------
+
+
+async def review(request: web.Request) -> web.StreamResponse:
+    """Release or reject a held duplicate: ``streams.ops.review.decide``, as the CLI does."""
+    from streams.ops.review import ReviewError, decide
+
+    state = request.app[STATE_KEY]
+    form = await request.post()
+    key = str(form.get("item", "")).strip()
+    decision = str(form.get("decision", ""))
+    by = str(form.get("by", "")).strip()
+    if decision not in ("release", "reject") or ":" not in key:
+        raise web.HTTPBadRequest(text="a review names an item and release or reject")
+    if not by:
+        raise web.HTTPBadRequest(text="say who decides: the log keeps it for the auditor")
+    try:
+        await decide(
+            state.settings,
+            state.kafka_url,
+            key,
+            "release" if decision == "release" else "reject",
+            by=by,
+            note=str(form.get("note", "")).strip(),
+        )
+    except ReviewError as exc:
+        raise web.HTTPConflict(text=str(exc)) from None
+    raise web.HTTPSeeOther(f"/item/{key}")
 
 
 # -- replay ---------------------------------------------------------------------------------
@@ -446,6 +479,7 @@ def make_app(
     app.router.add_get("/search", search)
     app.router.add_get("/item/{key}", item)
     app.router.add_post("/replay", start_replay)
+    app.router.add_post("/review", review)
     app.router.add_get("/jobs/{job:[0-9a-f]+}.json", job_json)
     app.router.add_get("/jobs/{job:[0-9a-f]+}", job_page)
     app.router.add_get("/api/summary.json", summary_json)

@@ -382,3 +382,103 @@ def test_serving_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2 and "set BILLSTREAM_WEB_TOKEN" in done.stderr
+
+
+def test_review_held_duplicates_in_the_browser(chromium: Path, tmp_path: Path) -> None:
+    """Two look-alikes of an attached invoice are held; on the page each stands beside what
+    it matched; a person releases one (its bill is posted) and rejects the other."""
+    import dataclasses
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    external = os.environ.get("BILLSTREAM_TEST_KAFKA_URL")
+    broker = None if external else EmbeddedBroker(tmp_path / "broker").start()
+    # Every rule holds here (run_settings alone would hold sample copies by number only).
+    settings = run_settings(
+        tmp_path,
+        external or (broker.url if broker else None),
+        "review",
+        tenants_from=REPO_ROOT / "tenants.example.toml",
+    )
+    base = next(s for s in sample_items() if s.item["id"] == "DX-100001")
+
+    def copy(item_id: str, number: str) -> Any:
+        return dataclasses.replace(
+            base, item={**base.item, "id": item_id, "invoice_number": number}
+        )
+
+    harness = prepare(settings)
+    worker = start_worker(settings)
+    web = None
+    try:
+        asyncio.run(publish(settings, events_for([copy("DX-W1", "MB-0038199")])))
+        asyncio.run(wait_terminal(settings, {"acme-uk:DX-W1": 1}))
+        later = [copy("DX-W2", "mb 38199"), copy("DX-W3", "MB-40000")]
+        asyncio.run(publish(settings, events_for(later)))
+        asyncio.run(wait_terminal(settings, {"acme-uk:DX-W2": 1, "acme-uk:DX-W3": 1}))
+        web = WebServer(settings)
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"),
+                executable_path=str(chromium),
+                headless=True,
+                args=CHROMIUM_ARGS,
+            )
+            try:
+                review_in_browser(browser, web.url)
+            finally:
+                browser.close()
+    finally:
+        if web is not None:
+            web.stop()
+        stop_process(worker)
+        if broker is not None:
+            broker.stop()
+    bills = inventory(harness, settings)
+    assert sorted(bills) == ["acme-uk:DX-W1", "acme-uk:DX-W2"]
+    assert all((b.bills, b.attachments) == (1, 1) for b in bills.values())
+
+
+def review_in_browser(browser: Any, url: str) -> None:
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.goto(url)
+    group = page.locator('tr.group[data-tenant="acme-uk"][data-reason="possible_duplicate"]')
+    group.wait_for(timeout=30_000)
+    assert group.locator("td.num").inner_text().strip() == "2"
+    group.locator("td.num a").click()
+    rows = page.locator("table.items tbody tr")
+    assert rows.count() == 2
+    for key in ("acme-uk:DX-W2", "acme-uk:DX-W3"):
+        first = page.locator(f'tr[data-item="{key}"] .match[data-match="acme-uk:DX-W1"]')
+        assert "MB-0038199" in first.inner_text() and "attached" in first.inner_text()
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "operator-page-duplicates.png"), full_page=True)
+
+    row = page.locator('tr[data-item="acme-uk:DX-W2"]')
+    row.locator('input[name="by"]').fill("ana")
+    row.locator('button[value="release"]').click()
+    page.wait_for_url("**/item/*")
+    _wait_for_text(page, "released by ana")
+    _wait_for_text(page, "billstream.attached")
+
+    page.goto(url.rstrip("/") + "/parked?tenant=acme-uk&reason=possible_duplicate")
+    row = page.locator('tr[data-item="acme-uk:DX-W3"]')
+    row.locator('input[name="by"]').fill("ben")
+    row.locator('input[name="note"]').fill("the same PDF again")
+    row.locator('button[value="reject"]').click()
+    page.wait_for_url("**/item/*")
+    _wait_for_text(page, "Rejected by ben as a duplicate of acme-uk:DX-W1")
+    assert problems == [], problems
+
+
+def _wait_for_text(page: Any, text: str, within: float = 60.0) -> None:
+    """Reload the item page until ``text`` is in its timeline (the log moves on its own)."""
+    import time
+
+    deadline = time.monotonic() + within
+    while text not in page.locator("table.timeline").inner_text():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} never showed: {page.inner_text('main')[:2000]}")
+        page.wait_for_timeout(500)
+        page.reload()
