@@ -9,7 +9,8 @@ import base64
 import datetime as dt
 import io
 import os
-from collections.abc import AsyncIterator
+import random
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from PIL import Image
 
 from adapters.documents import DocumentFetcher
+from adapters.intacct.attachments import LIMITS as INTACCT
 from adapters.sage_accounting.attachments import MAX_ATTACHMENT_BYTES
 from adapters.sage_accounting.ledger import SageAccountingLedger
 from domain.errors import LedgerError, Reason, StageError
@@ -44,6 +46,14 @@ async def bill_with(
     biz = make_business({"tax_rates": TAX})
     box.businesses[biz.id] = biz
     ledger = new_ledger(box, url, tmp_path, biz)
+    work, ctx = await work_for(ledger, ledger_tenant(ledger), tmp_path, document)
+    return ledger, work, ctx, biz
+
+
+async def work_for(
+    ledger: Any, tenant: Any, tmp_path: Path, document: Path
+) -> tuple[Work, stages.StageContext]:
+    """A bill posted in ``ledger``, and the attach stage's input and context for it."""
     vendor = await ledger.create_vendor("Scanner Supplies Ltd")
     bill = draft(vendor.name, "SC-1", key="history:SC-1")
     made = await ledger.create_draft_bill(vendor, bill)
@@ -62,13 +72,13 @@ async def bill_with(
     now = dt.datetime.now(dt.UTC)
     work = Work(invoice=invoice, bill=bill, received_at=now, vendor=vendor, ledger_bill=made)
     ctx = stages.StageContext(
-        tenant=ledger_tenant(ledger),
+        tenant=tenant,
         ledger=ledger,
         documents=DocumentFetcher(allowed_dirs=[tmp_path]),
         received_at=now,
         subject="history:SC-1",
     )
-    return ledger, work, ctx, biz
+    return work, ctx
 
 
 def ledger_tenant(ledger: SageAccountingLedger) -> Any:
@@ -147,3 +157,65 @@ async def test_the_sandbox_refuses_a_type_sage_does_not_list(
         assert held(biz) == []
     finally:
         await ledger.aclose()
+
+
+# -- Sage Intacct: 20 MB, any type ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def intacct() -> Iterator[Any]:
+    from sandboxes.intacct.harness import SandboxProcess
+
+    with SandboxProcess() as process:
+        yield process
+
+
+def noise_png(path: Path, side: int) -> Path:
+    rng = random.Random(side)
+    Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3)).save(path, "PNG")
+    return path
+
+
+async def test_intacct_takes_a_huge_scan_re_encoded(intacct: Any, tmp_path: Path) -> None:
+    from tests.contract.test_intacct_ledger import ledger_for
+
+    scan = noise_png(tmp_path / "SC-1.png", 2600)
+    assert INTACCT.max_bytes < scan.stat().st_size < 20 * 1024 * 1024  # fetched, too big
+    ledger = ledger_for(intacct, intacct.new_company())
+    try:
+        work, ctx = await work_for(ledger, intacct_tenant(ledger), tmp_path, scan)
+        done = await stages.attach(work, ctx)
+        att = done.attachment
+        assert att is not None and att.reencoded_from is not None
+        assert att.size <= INTACCT.max_bytes and att.reencoded_from.size == scan.stat().st_size
+        found = await ledger.find_attachment(done.ledger_bill)  # type: ignore[arg-type]
+        assert found is not None and found.sha256 == att.sha256
+    finally:
+        await ledger.aclose()
+
+
+async def test_intacct_parks_a_pdf_that_cannot_shrink(intacct: Any, tmp_path: Path) -> None:
+    from tests.contract.test_intacct_ledger import ledger_for
+
+    big = tmp_path / "SC-1.pdf"
+    big.write_bytes(b"%PDF-1.4\n" + os.urandom(INTACCT.max_bytes + 500_000))
+    ledger = ledger_for(intacct, intacct.new_company())
+    try:
+        work, ctx = await work_for(ledger, intacct_tenant(ledger), tmp_path, big)
+        with pytest.raises(StageError) as err:
+            await stages.attach(work, ctx)
+        assert err.value.reason is Reason.ATTACHMENT_TOO_LARGE
+        assert "20,000,000 bytes" in err.value.message
+        assert await ledger.find_attachment(work.ledger_bill) is None  # type: ignore[arg-type]
+    finally:
+        await ledger.aclose()
+
+
+def intacct_tenant(ledger: Any) -> Any:
+    from domain.tenants import LedgerConfig, Tenant
+
+    return Tenant(
+        id="history",
+        ledger=LedgerConfig(kind="intacct", company=ledger.company),
+        base_currency="GBP",
+    )

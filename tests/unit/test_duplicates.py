@@ -404,3 +404,58 @@ def test_suppliers_with_no_name_are_not_one_supplier() -> None:
     taxed = cand(supplier="—", supplier_tax_number="GB123456789", number="7")
     again = cand("t:2", supplier="", supplier_tax_number="GB123456789", number="7")
     assert verdict_of(taxed, again).rule is Rule.SAME_NUMBER
+
+
+class CountingStore(dict[str, list[Any]]):
+    """The buckets, counting what a check reads."""
+
+    reads = 0
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.reads += 1
+        return super().get(key, default)
+
+
+def history(store: CountingStore, n: int) -> DuplicateIndex:
+    index = DuplicateIndex("acme-uk", store=store)
+    day = dt.date(2024, 1, 1)
+    for i in range(n):
+        index.add(
+            Candidate(
+                tenant="acme-uk",
+                key=f"acme-uk:DX-{i:07d}",
+                supplier="Longstanding Supplies Ltd",  # one supplier: the worst case
+                supplier_tax_number="GB123456789",
+                number=f"INV-{i:06d}",
+                date=day + dt.timedelta(days=i % 700),
+                currency="GBP",
+                total=Decimal(i % 5_000) / 100 + 1,
+                document_sha256=f"{i:064x}",
+            )
+        )
+    return index
+
+
+@pytest.mark.parametrize("n", [10_000, 100_000])
+def test_a_checks_cost_is_flat_in_history(n: int) -> None:
+    """The same bucket reads, and at most BUCKET_CAP entries each, at 10k and 100k items of
+    one supplier: a check never grows with what came before."""
+    store = CountingStore()
+    index = history(store, n)
+    store.reads = 0
+    verdict = index.check(
+        Candidate(
+            tenant="acme-uk",
+            key="acme-uk:DX-NEW",
+            supplier="Longstanding Supplies Limited",
+            supplier_tax_number="GB 123456789",
+            number="INV-000042",  # an old number, written as it was
+            date=dt.date(2024, 2, 12),
+            currency="GBP",
+            total=Decimal("1.42"),
+            document_sha256="f" * 64,
+        )
+    )
+    assert verdict.decision is Decision.DUPLICATE and verdict.matches[0] == "acme-uk:DX-0000042"
+    assert store.reads == 5  # 2 suppliers x (number + total) + 1 document
+    assert max(len(v) for v in store.values()) <= BUCKET_CAP
