@@ -195,6 +195,8 @@ def _reencode_pdf_images(pdf: pikepdf.Pdf, side: int, quality: int) -> int:
     changed = 0
     for page in pdf.pages:
         for _, raw in page.get_images().items():
+            if not isinstance(raw, pikepdf.Stream):
+                continue
             if len(raw.read_raw_bytes()) < _PDF_IMAGE_MIN_BYTES or "/SMask" in raw:
                 continue  # small, or with transparency JPEG cannot keep
             try:
