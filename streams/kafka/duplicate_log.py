@@ -187,11 +187,19 @@ class SharedDuplicateLog:
                 if not self._ready.is_set():
                     await self.start()  # in the worker's own loop, on its first check
         # One check at a time in this worker: check and add are one step for look-alikes
-        # arriving together here, and the records of one go out before the next is read.
+        # arriving together here. The records are queued in that order; their acknowledgement
+        # is awaited outside the lock, so concurrent checks share the broker's round trips.
         async with self._check_lock:
             verdict = self.index(candidate.tenant).check_and_add(candidate)
-            await self._flush()
+            records, sent = await self._send_pending()
             self.db.commit()
+        try:
+            await asyncio.gather(*sent)
+        except Exception:
+            # Not acknowledged: sent again with the next check (the view has them already,
+            # so re-adding this item would not write them again).
+            self._pending[:0] = records
+            raise
         return verdict
 
     # -- the view -----------------------------------------------------------------------------
@@ -200,13 +208,16 @@ class SharedDuplicateLog:
         self._store(tenant, bucket, item, entry)
         self._pending.append((f"{tenant}|{bucket}|{item}".encode(), entry))
 
-    async def _flush(self) -> None:
+    async def _send_pending(
+        self,
+    ) -> tuple[list[tuple[bytes, bytes | None]], list[asyncio.Future[Any]]]:
+        """Queue what the last check wrote; the futures resolve on the broker's ack."""
         pending, self._pending = self._pending, []
         assert self._producer is not None
         sent = [
             await self._producer.send(self.topic, key=k, value=v, partition=0) for k, v in pending
         ]
-        await asyncio.gather(*sent)
+        return pending, sent
 
     def _store(self, tenant: str, bucket: str, item: str, entry: bytes | None) -> None:
         if entry is None:
