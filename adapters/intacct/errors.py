@@ -57,6 +57,19 @@ def is_closed_period(errors: Sequence[ErrorDetail]) -> bool:
     return any(_CLOSED_PERIOD.search(f"{e.description} {e.text}") for e in errors)
 
 
+_VALUE = re.compile(r"with the value '([^']+)' already exists", re.IGNORECASE)
+
+
+def clashing_value(errors: Sequence[ErrorDetail]) -> str | None:
+    """The value an "already exists" answer names ("Another record with the value 'X'
+    already exists."), if it names one."""
+    for e in errors:
+        found = _VALUE.search(_joined([e]))
+        if found:
+            return found.group(1)
+    return None
+
+
 def is_already_exists(errors: Sequence[ErrorDetail]) -> bool:
     return any(
         e.errorno in {"BL34000061", "PL05000104"} or _ALREADY_EXISTS.search(_joined([e]))

@@ -28,6 +28,7 @@ from adapters.intacct.client import (
     RequestRetries,
 )
 from adapters.intacct.errors import (
+    clashing_value,
     classify,
     is_already_exists,
     is_repeated_controlid,
@@ -57,6 +58,7 @@ from adapters.intacct.queries import (
     vendor_of,
 )
 from adapters.intacct.xml import (
+    ErrorDetail,
     Function,
     Result,
     element,
@@ -284,9 +286,11 @@ class IntacctLedger:
                 holder = await self._vendor_by_id(vendor_id)
                 if holder is not None and vendor_match_key(str(holder.get("NAME", ""))) == key:
                     return vendor_of(holder)
-                found = await self.find_vendor(name, tax_number=tax_number)
+                found = await self._existing(name, key, tax_number, res.errors)
                 if found is not None:
                     return found
+                # Taken by another supplier, or its contact name (NAME(VVENDORID)) left behind
+                # by a vendor deleted since: the next derived id names a new contact too.
             raise LedgerError(
                 Reason.VALIDATION,
                 f"Could not create vendor {name!r}: every derived VENDORID is taken by "
@@ -311,8 +315,41 @@ class IntacctLedger:
         [res] = await self._run([fn], write=True)
         return res
 
+    async def _existing(
+        self, name: str, key: str, tax_number: str | None, errors: Sequence[ErrorDetail]
+    ) -> Vendor | None:
+        """After an "already exists" answer: the same supplier by name or tax id, else the
+        vendor whose display contact holds the value Intacct named, when it is this supplier."""
+        found = await self.find_vendor(name, tax_number=tax_number)
+        if found is not None:
+            return found
+        value = clashing_value(errors)
+        if not value:
+            return None
+        res = await self._query(
+            query_element(
+                "VENDOR", VENDOR_FIELDS, cond("equalto", "DISPLAYCONTACT.CONTACTNAME", value)
+            ),
+            f"the lookup of the vendor with contact {value!r}",
+        )
+        tax = (tax_number or "").strip().casefold()
+        for row in res.records():
+            same_tax = bool(tax) and str(row.get("TAXID", "")).strip().casefold() == tax
+            if same_tax or vendor_match_key(str(row.get("NAME", ""))) == key:
+                return vendor_of(row)
+        return None
+
     async def _create_vendor_auto(self, name: str, key: str, tax_number: str | None) -> Vendor:
         res = await self._create_vendor(name, key, tax_number, None)
+        if not res.ok and is_already_exists(res.errors):
+            # "Another Contact with the given value(s) already exists", or BL34000061: the
+            # supplier may be there already under another spelling; adopt it if it is.
+            existing = await self._existing(name, key, tax_number, res.errors)
+            if existing is not None:
+                return existing
+            raise ledger_error(
+                res.errors, what=f"the new vendor {name!r}", reason=Reason.VENDOR_NOT_FOUND
+            )
         if not res.ok and not is_repeated_controlid(res.errors):
             raise ledger_error(res.errors, what=f"the new vendor {name!r}")
         # With document sequencing two racing workers each get a vendor; both then pick the

@@ -463,6 +463,11 @@ def parse_response(body: bytes | str) -> Response:
         raise EnvelopeError(f"root element is <{root.tag}>, expected <response>")
     control = root.find("control")
     if control is None:
+        # The gateway's own refusals (a malformed request, an XL... error) can come with no
+        # <control> at all: keep their numbers and text rather than lose them.
+        gateway = parse_errors(root.find("errormessage"))
+        if gateway:
+            return Response(control_status="failure", errors=gateway)
         raise EnvelopeError("missing <control>")
     control_status = _text(control, "status")
     top_errors = parse_errors(root.find("errormessage"))

@@ -28,6 +28,7 @@ class AdminMixin(SandboxCore):
             web.post("/admin/stats/reset", self._admin_reset_stats),
             web.post("/admin/companies", self._admin_add_company),
             web.post("/admin/periods", self._admin_period),
+            web.post("/admin/contacts", self._admin_contact),
             web.get("/admin/inventory", self._admin_inventory),
             web.get("/admin/bills", self._admin_bills),
             web.get("/admin/vendors", self._admin_vendors),
@@ -92,6 +93,16 @@ class AdminMixin(SandboxCore):
         return web.json_response(
             {"period": period, "status": status, "companies": [c.id for c in targets]}
         )
+
+    async def _admin_contact(self, request: web.Request) -> web.Response:
+        """A contact with no vendor (left behind by a vendor deleted in the UI, say)."""
+        body = await json_body(request)
+        company = self._company_by_name(str(body.get("company", "")))
+        name = str(body.get("name", "")).strip()
+        if not name:
+            raise web.HTTPBadRequest(text="a contact needs a name")
+        company.stray_contacts.add(name)
+        return web.json_response({"company": company.id, "contact": name})
 
     def _company_by_name(self, name: str) -> Company:
         try:

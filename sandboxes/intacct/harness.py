@@ -65,6 +65,10 @@ class SandboxProcess(BaseSandboxProcess):
             body["vendor_sequence"] = vendor_sequence
         return str(self.admin("POST", "companies", body)["company_id"])
 
+    def add_contact(self, company: str, name: str) -> None:
+        """A contact with no vendor, named ``name``, in ``company``."""
+        self.admin("POST", "contacts", {"company": company, "name": name})
+
     def set_period(self, company: str | None, period: str, status: str) -> None:
         self.admin("POST", "periods", {"company": company, "period": period, "status": status})
 

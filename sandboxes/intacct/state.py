@@ -46,6 +46,8 @@ OBJECT_FIELDS: dict[str, tuple[str, ...]] = {
         "TAXID",
         "STATUS",
         "PRINTAS",
+        "DISPLAYCONTACT.PRINTAS",
+        "DISPLAYCONTACT.CONTACTNAME",
         "EMAIL1",
         "TERMNAME",
         "CURRENCY",
@@ -153,6 +155,7 @@ class Company:
     executed: set[str] = field(default_factory=set)
     accounts: set[str] | None = None  # a chart of accounts to check ACCOUNTNO against
     vendor_sequence: bool = False  # VENDORID auto-numbering (document sequencing)
+    stray_contacts: set[str] = field(default_factory=set)  # contacts with no vendor now
 
     def snapshot(self) -> tuple[Any, ...]:
         # Records are replaced, never changed in place, so shallow copies are a full snapshot.
@@ -174,6 +177,14 @@ class Company:
             self.closed,
             self.executed,
         ) = snap
+
+    def contact_names(self) -> set[str]:
+        """Every contact's name, casefolded: the vendors' display contacts and the contacts
+        left behind by vendors deleted since (``stray_contacts``)."""
+        names = {
+            str(v.get("DISPLAYCONTACT.CONTACTNAME", "")).casefold() for v in self.vendors.values()
+        }
+        return names | {n.casefold() for n in self.stray_contacts}
 
     def period_closed(self, day: dt.date) -> bool:
         return period_of(day) in self.closed

@@ -68,6 +68,19 @@ class VendorsMixin(SandboxCore):
                     "Use a unique value instead.",
                 ),
             )
+        # The display contact is a CONTACT record of its own, unique by name; without a
+        # CONTACTNAME Intacct names it NAME(VVENDORID).
+        contact_name = text_of(contact, "CONTACTNAME") or f"{name}(V{vendor_id})"
+        if contact_name.casefold() in company.contact_names():
+            raise cannot_create(
+                "VENDOR",
+                ErrorDetail(
+                    E_EXISTS,
+                    "Another Contact with the given value(s) already exists",
+                    f"Another record with the value '{contact_name}' already exists.",
+                    "Use a unique value instead.",
+                ),
+            )
         recordno = self._next_recordno()
         now = now_text()
         company.vendors[recordno] = {
@@ -77,6 +90,8 @@ class VendorsMixin(SandboxCore):
             "TAXID": values.get("TAXID", ""),
             "STATUS": values.get("STATUS", "active") or "active",
             "PRINTAS": printas,
+            "DISPLAYCONTACT.PRINTAS": printas,
+            "DISPLAYCONTACT.CONTACTNAME": contact_name,
             "EMAIL1": text_of(contact, "EMAIL1") if contact is not None else "",
             "TERMNAME": values.get("TERMNAME", ""),
             "CURRENCY": values.get("CURRENCY", ""),

@@ -169,3 +169,54 @@ async def test_auto_numbered_vendors_converge_on_the_oldest(sandbox: SandboxProc
             await worker.aclose()
     assert len({v.id for v in [*made, again]}) == 1
     assert made[0].id.startswith("V0")
+
+
+def auto_ledger(sandbox: SandboxProcess, company: str) -> IntacctLedger:
+    tenant = Tenant(
+        id="auto",
+        ledger=LedgerConfig(
+            kind="intacct", company=company, credentials_env=PREFIX, url=sandbox.url
+        ),
+        base_currency="GBP",
+        currencies=["GBP"],
+    )
+    return IntacctLedger.from_tenant(tenant, sandbox.env(PREFIX) | {f"{PREFIX}_VENDOR_IDS": "auto"})
+
+
+async def test_a_stray_contact_with_auto_numbering_parks_with_intactts_words(
+    sandbox: SandboxProcess,
+) -> None:
+    """Nothing to adopt: the item parks as vendor_not_found with the message Intacct gave,
+    not as a crash or a retry loop."""
+    company = sandbox.new_company(vendor_sequence=True)
+    sandbox.add_contact(company, "Stray Supplies Ltd(VV00001)")  # the next vendor's contact
+    ledger = auto_ledger(sandbox, company)
+    try:
+        with pytest.raises(LedgerError) as err:
+            await ledger.create_vendor("Stray Supplies Ltd")
+    finally:
+        await ledger.aclose()
+    assert err.value.reason is Reason.VENDOR_NOT_FOUND
+    message = err.value.message
+    assert "the value 'Stray Supplies Ltd(VV00001)' already exists" in message
+    assert "BL34000061" in message
+    errors = err.value.detail["errors"]  # Intacct's own words, kept for the log
+    assert any("Another Contact" in str(e.get("description")) for e in errors)
+
+
+async def test_with_derived_ids_a_stray_contact_moves_to_the_next_id(
+    sandbox: SandboxProcess,
+) -> None:
+    """A vendor deleted in Intacct leaves its contact NAME(VVENDORID): the supplier comes
+    back under the next derived id instead of failing."""
+    company = sandbox.new_company()
+    name = "Returning Supplies Ltd"
+    first_id = derived_vendor_id(vendor_match_key(name))
+    sandbox.add_contact(company, f"{name}(V{first_id})")
+    ledger = ledger_for(sandbox, company)
+    try:
+        vendor = await ledger.create_vendor(name)
+        assert vendor.id == derived_vendor_id(vendor_match_key(name), 1)
+        assert await ledger.find_vendor(name) == vendor
+    finally:
+        await ledger.aclose()

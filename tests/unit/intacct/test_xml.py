@@ -356,3 +356,29 @@ def test_serialize_declares_utf8_and_keeps_non_ascii() -> None:
     body = serialize(element("NAME", "Café Zürich & Søn"))
     assert body.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
     assert "Café Zürich &amp; Søn".encode() in body
+
+
+GATEWAY_NO_CONTROL = b"""<?xml version="1.0" encoding="UTF-8"?>
+<response>
+  <errormessage>
+    <error>
+      <errorno>XL03000009</errorno>
+      <description></description>
+      <description2>The maximum number of concurrent requests has been exceeded.</description2>
+      <correction></correction>
+    </error>
+  </errormessage>
+</response>"""
+
+
+def test_a_gateway_error_without_control_keeps_its_number_and_text() -> None:
+    resp = parse_response(GATEWAY_NO_CONTROL)
+    assert resp.control_status == "failure" and not resp.ok
+    [err] = resp.errors
+    assert err.errorno == "XL03000009"
+    assert "maximum number of concurrent requests" in err.text
+
+
+def test_a_response_with_neither_control_nor_errors_is_still_refused() -> None:
+    with pytest.raises(EnvelopeError, match="missing <control>"):
+        parse_response(b"<response><operation/></response>")
