@@ -291,8 +291,13 @@ cmd_start() {
 
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     local cluster_id
-    # A Kafka Uuid is 16 random bytes in URL-safe base64 without padding (22 chars).
-    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    # A Kafka Uuid is 16 random bytes in URL-safe base64 without padding (22 chars). One
+    # that starts with "-" reads as an option to StorageTool (CI met "-Re6--6Hk..."), which
+    # is why Kafka's own random ids never start with one: draw again.
+    cluster_id="-"
+    while [[ "$cluster_id" == -* ]]; do
+      cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    done
     log "formatting $dir/data (cluster id $cluster_id)"
     if ! "$java" "${jvm[@]}" -cp "$LIBS/*" kafka.tools.StorageTool format \
            --ignore-formatted --cluster-id "$cluster_id" --config "$dir/server.properties" \
