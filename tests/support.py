@@ -13,11 +13,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import tomli_w
+
 from adapters.dext.cursor import CursorState, Pending
 from domain.events import Envelope
 from domain.models import DocumentRef
 from domain.tenants import Tenants, parse_tenants
 from streams.config import REPO_ROOT, Settings
+from streams.demo import LOAD_DUPLICATE_RULES
 from streams.kafka.publish import received_event
 
 
@@ -232,12 +235,14 @@ def run_settings(
     shutil.copy(tenants_from or REPO_ROOT / "tenants.example.toml", tenants_file)
     if tenants_from is None:
         # Runs send copies of the sample set, which to the duplicate check are re-sent
-        # invoices: held by number only here, as streams.demo does for load runs.
+        # invoices: held by number only here, with the rules streams.demo gives load runs.
         tenants = parse_tenants(tenants_file.read_text(encoding="utf-8"))
         with tenants_file.open("a", encoding="utf-8") as out:
             for tenant in tenants.all():
-                rules = '["number_variant", "same_number"]'
-                out.write(f"\n[tenants.{tenant.id}.duplicates]\nrules = {rules}\n")
+                rules = tomli_w.dumps(
+                    {"tenants": {tenant.id: {"duplicates": LOAD_DUPLICATE_RULES}}}
+                )
+                out.write("\n" + rules)
     values: dict[str, Any] = {
         "kafka_url": kafka_url,
         "topic_prefix": f"{name}-{run}.",

@@ -58,22 +58,26 @@ class _Buckets(MutableMapping[str, list[Any]]):
     def __init__(self, log_: SharedDuplicateLog, tenant: str) -> None:
         self._log = log_
         self._tenant = tenant
+        # The index reads a bucket just before it writes it back: the write diffs against
+        # that read instead of asking SQLite again.
+        self._read: dict[str, list[Any]] = {}
 
     def __getitem__(self, bucket: str) -> list[Any]:
         rows = self._log.db.execute(
             "SELECT entry FROM entries WHERE tenant = ? AND bucket = ? ORDER BY seq",
             (self._tenant, bucket),
         ).fetchall()
-        if not rows:
+        entries = [tuple(orjson.loads(r[0])) for r in rows]
+        self._read[bucket] = entries
+        if not entries:
             raise KeyError(bucket)
-        return [tuple(orjson.loads(r[0])) for r in rows]
+        return entries
 
     def __setitem__(self, bucket: str, entries: list[Any]) -> None:
         kept = {str(e[0]): list(e) for e in entries}
-        try:
-            before = {str(e[0]): list(e) for e in self[bucket]}
-        except KeyError:
-            before = {}
+        if bucket not in self._read:
+            self.get(bucket)
+        before = {str(e[0]): list(e) for e in self._read.pop(bucket)}
         for item in before.keys() - kept.keys():
             self._log.write(self._tenant, bucket, item, None)
         for item, entry in kept.items():

@@ -17,7 +17,7 @@ from domain.errors import Reason, Retry
 from domain.events import Envelope, Failure, Review, Stage, Work, event_id
 from streams.config import Settings
 from streams.kafka.publish import Publisher
-from streams.ops.replay import ReplayFilter, parked_items
+from streams.ops.replay import ReplayFilter, parked_items, replay_event
 
 HOLD = frozenset({Reason.POSSIBLE_DUPLICATE})
 
@@ -83,18 +83,11 @@ def decision_event(
     review = Review(decision=decision, by=by, at=now, note=note, matches=held.as_dict()["matches"])
     attempt = failed.attempt + 1
     if decision == "release":
+        # A replay of the held input (attempt + 1, caused by the hold) carrying the decision.
+        replayed, stage = replay_event(failed)
         work = held.work.model_copy(update={"review": review})
-        event = original.model_copy(
-            update={
-                "id": event_id(original.subject, original.stage, attempt),
-                "attempt": attempt,
-                "time": now,
-                "causationid": failed.id,
-                "source": "review",
-                "data": work,
-            }
-        )
-        return event, failure.stage
+        event = replayed.model_copy(update={"source": "review", "data": work, "time": now})
+        return event, stage
     matches = ", ".join(review.matches) or "an earlier invoice"
     rejected = Failure(
         stage=failure.stage,

@@ -32,7 +32,9 @@ def sandbox() -> Iterator[SandboxProcess]:
         yield process
 
 
-def ledger_for(sandbox: SandboxProcess, company: str) -> IntacctLedger:
+def ledger_for(
+    sandbox: SandboxProcess, company: str, extra_env: dict[str, str] | None = None
+) -> IntacctLedger:
     tenant = Tenant(
         id="contract",
         ledger=LedgerConfig(
@@ -41,7 +43,7 @@ def ledger_for(sandbox: SandboxProcess, company: str) -> IntacctLedger:
         base_currency="GBP",
         currencies=["GBP"],
     )
-    return IntacctLedger.from_tenant(tenant, sandbox.env(PREFIX))
+    return IntacctLedger.from_tenant(tenant, sandbox.env(PREFIX) | (extra_env or {}))
 
 
 class TestIntacctLedger(LedgerContract):
@@ -171,18 +173,6 @@ async def test_auto_numbered_vendors_converge_on_the_oldest(sandbox: SandboxProc
     assert made[0].id.startswith("V0")
 
 
-def auto_ledger(sandbox: SandboxProcess, company: str) -> IntacctLedger:
-    tenant = Tenant(
-        id="auto",
-        ledger=LedgerConfig(
-            kind="intacct", company=company, credentials_env=PREFIX, url=sandbox.url
-        ),
-        base_currency="GBP",
-        currencies=["GBP"],
-    )
-    return IntacctLedger.from_tenant(tenant, sandbox.env(PREFIX) | {f"{PREFIX}_VENDOR_IDS": "auto"})
-
-
 async def test_a_stray_contact_with_auto_numbering_parks_with_intactts_words(
     sandbox: SandboxProcess,
 ) -> None:
@@ -190,7 +180,7 @@ async def test_a_stray_contact_with_auto_numbering_parks_with_intactts_words(
     not as a crash or a retry loop."""
     company = sandbox.new_company(vendor_sequence=True)
     sandbox.add_contact(company, "Stray Supplies Ltd(VV00001)")  # the next vendor's contact
-    ledger = auto_ledger(sandbox, company)
+    ledger = ledger_for(sandbox, company, {f"{PREFIX}_VENDOR_IDS": "auto"})
     try:
         with pytest.raises(LedgerError) as err:
             await ledger.create_vendor("Stray Supplies Ltd")

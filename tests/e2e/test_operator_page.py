@@ -92,6 +92,23 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
             broker.stop()
 
 
+@contextlib.contextmanager
+def browsing(sync_api: Any, chromium: Path, tmp_path: Path) -> Iterator[Any]:
+    """Debian's Chromium under Playwright, headless, with a profile of the test's own."""
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(chromium),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1366, "height": 768},
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 class WebServer:
     """``billstream serve web --port 0`` in its own process, stopped by PID."""
 
@@ -159,18 +176,8 @@ def test_replay_a_parked_group_from_the_operator_page(
 
         web = WebServer(settings)
         OUTPUT.mkdir(exist_ok=True)
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),
-                executable_path=str(chromium),
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1366, "height": 768},
-            )
-            try:
-                run_in_browser(browser, web.url, parked)
-            finally:
-                browser.close()
+        with browsing(sync_api, chromium, tmp_path) as browser:
+            run_in_browser(browser, web.url, parked)
     finally:
         if web is not None:
             web.stop()
@@ -416,17 +423,8 @@ def test_review_held_duplicates_in_the_browser(chromium: Path, tmp_path: Path) -
         asyncio.run(publish(settings, events_for(later)))
         asyncio.run(wait_terminal(settings, {"acme-uk:DX-W2": 1, "acme-uk:DX-W3": 1}))
         web = WebServer(settings)
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),
-                executable_path=str(chromium),
-                headless=True,
-                args=CHROMIUM_ARGS,
-            )
-            try:
-                review_in_browser(browser, web.url)
-            finally:
-                browser.close()
+        with browsing(sync_api, chromium, tmp_path) as browser:
+            review_in_browser(browser, web.url)
     finally:
         if web is not None:
             web.stop()
