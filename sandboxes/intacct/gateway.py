@@ -141,7 +141,8 @@ class GatewayMixin(SandboxCore):
         cfg = self.config
         if req.sender_id != cfg.sender_id or req.sender_password != cfg.sender_password:
             return control_failure(
-                [ErrorDetail(E_AUTH, "Incorrect Intacct XML Partner ID or password.")],
+                # Intacct leaves description empty and puts the text in description2.
+                [ErrorDetail(E_AUTH, "", "Incorrect Intacct XML Partner ID or password.")],
                 sender_id=req.sender_id,
                 control_id=req.control_id,
             )

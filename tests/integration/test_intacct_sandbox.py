@@ -267,6 +267,20 @@ def test_wrong_sender_fails_in_the_control_block(sandbox: SandboxProcess, compan
     assert resp.control_status == "failure" and resp.authentication is None
     assert resp.errors[0].errorno == "XL03000006"
     assert resp.errors[0].text == "Incorrect Intacct XML Partner ID or password."
+    # As Intacct sends it: the text in description2, description left empty.
+    assert resp.errors[0].description2 == "Incorrect Intacct XML Partner ID or password."
+    assert resp.errors[0].description == ""
+
+
+def test_every_control_failure_carries_its_text_in_description2(sandbox: SandboxProcess) -> None:
+    bad_dtd = request(VENDOR, LOGIN.format(company="BILLSTREAM-DEMO")).replace(
+        b"<dtdversion>3.0</dtdversion>", b"<dtdversion>9.9</dtdversion>"
+    )
+    for body in (b"<request><control>", bad_dtd):
+        resp = call(sandbox.url, body)
+        assert resp.control_status == "failure"
+        assert resp.errors[0].errorno == "XL03000003"
+        assert resp.errors[0].description2
 
 
 def test_unauthorised_company_fails_in_the_authentication_block(sandbox: SandboxProcess) -> None:
