@@ -1,21 +1,32 @@
 """The Intacct sandbox's admin endpoints (JSON under ``/admin``), for tests and the demo.
 
-Health and counters, adding companies, closing and opening periods, bills, vendors and
+Health and counters, adding companies (with a chart of accounts and dimension lists),
+closing and opening periods, paying a bill, bills, vendors and
 attachments per company, inventory per item key, deleting a bill or an attachment as a
 user would by hand, queueing faults and expiring sessions.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
 
 from adapters.intacct.keys import item_key_of
+from adapters.intacct.xml import format_date
 from sandboxes.intacct.core import SandboxCore
-from sandboxes.intacct.state import FAULT_MODES, Company, Stats, check_period
+from sandboxes.intacct.state import (
+    DIMENSIONS,
+    FAULT_MODES,
+    Company,
+    Stats,
+    check_period,
+    money,
+)
 
 
 class AdminMixin(SandboxCore):
@@ -29,6 +40,7 @@ class AdminMixin(SandboxCore):
             web.post("/admin/companies", self._admin_add_company),
             web.post("/admin/periods", self._admin_period),
             web.post("/admin/contacts", self._admin_contact),
+            web.post("/admin/payments", self._admin_payment),
             web.get("/admin/inventory", self._admin_inventory),
             web.get("/admin/bills", self._admin_bills),
             web.get("/admin/vendors", self._admin_vendors),
@@ -62,6 +74,11 @@ class AdminMixin(SandboxCore):
         )
         if body.get("vendor_sequence") is not None:
             company.vendor_sequence = bool(body["vendor_sequence"])
+        dimensions = body.get("dimensions") or {}
+        if not isinstance(dimensions, dict) or set(dimensions) - set(DIMENSIONS):
+            raise web.HTTPBadRequest(text=f"dimensions are among {', '.join(DIMENSIONS)}")
+        for name, ids in dimensions.items():
+            company.dimensions[name] = {str(i) for i in ids}
         return web.json_response({"company_id": company.id})
 
     def _admin_company(self, request: web.Request) -> Company:
@@ -103,6 +120,40 @@ class AdminMixin(SandboxCore):
             raise web.HTTPBadRequest(text="a contact needs a name")
         company.stray_contacts.add(name)
         return web.json_response({"company": company.id, "contact": name})
+
+    async def _admin_payment(self, request: web.Request) -> web.Response:
+        """A payment applied to a posted bill, as a user pays it in the product."""
+        body = await json_body(request)
+        company = self._company_by_name(str(body.get("company", "")))
+        recordno = str(body.get("recordno", ""))
+        record = company.documents.get(int(recordno)) if recordno.isdigit() else None
+        if record is None or record["_object"] != "APBILL":
+            raise web.HTTPNotFound(text=f"no bill {recordno}")
+        if record.get("STATE") == "Draft":
+            raise web.HTTPBadRequest(text="a draft bill cannot be paid")
+        try:
+            amount = Decimal(str(body.get("amount", "")))
+            day = dt.date.fromisoformat(str(body.get("date") or dt.date.today().isoformat()))
+        except (InvalidOperation, ValueError) as exc:
+            raise web.HTTPBadRequest(text=f"amount and date (YYYY-MM-DD): {exc}") from None
+        entered = Decimal(str(record["TRX_TOTALENTERED"]))
+        paid = Decimal(str(record.get("TRX_TOTALPAID") or 0)) + amount
+        if amount <= 0 or paid > entered:
+            raise web.HTTPBadRequest(
+                text=f"amount must be above 0 and at most {entered - paid + amount}"
+            )
+        company.documents[int(recordno)] = {
+            **record,
+            "TRX_TOTALPAID": money(paid),
+            "TOTALPAID": money(paid),
+            "TRX_TOTALDUE": money(entered - paid),
+            "TOTALDUE": money(entered - paid),
+            "WHENPAID": format_date(day),
+            "STATE": "Paid" if paid == entered else "Partially Paid",
+        }
+        return web.json_response(
+            {"recordno": recordno, "paid": money(paid), "due": money(entered - paid)}
+        )
 
     def _company_by_name(self, name: str) -> Company:
         try:

@@ -32,7 +32,16 @@ from sandboxes.intacct.errors import (
     missing,
     refuse,
 )
-from sandboxes.intacct.state import DOCUMENTS, OBJECT_FIELDS, Company, money, now_text, text_of
+from sandboxes.intacct.legacy import legacy_header, legacy_line
+from sandboxes.intacct.objects import READ_ONLY
+from sandboxes.intacct.state import (
+    DIMENSIONS,
+    DOCUMENTS,
+    OBJECT_FIELDS,
+    Company,
+    money,
+    now_text,
+)
 from sandboxes.intacct.vendors import vendor_by_id
 
 
@@ -87,8 +96,12 @@ class BillsMixin(SandboxCore):
             )
         recordno = self._next_recordno()
         now = now_text()
+        for line_no, line in enumerate(clean_lines, start=1):
+            line.update({"RECORDNO": str(self._next_recordno()), "LINE_NO": str(line_no)})
         record: dict[str, Any] = {name: "" for name in OBJECT_FIELDS[obj]}
-        record.update({k: v for k, v in fields.items() if k in OBJECT_FIELDS[obj]})
+        record.update(
+            {k: v for k, v in fields.items() if k in OBJECT_FIELDS[obj] and k not in READ_ONLY}
+        )
         record.update(
             {
                 "RECORDNO": str(recordno),
@@ -100,6 +113,9 @@ class BillsMixin(SandboxCore):
                 "TRX_TOTALENTERED": money(total),
                 "TOTALENTERED": money(total),
                 "TRX_TOTALDUE": money(total),
+                "TOTALDUE": money(total),
+                "TRX_TOTALPAID": "0.00",
+                "TOTALPAID": "0.00",
                 "WHENMODIFIED": now,
                 "RECORDTYPE": obj.lower(),
                 "_object": obj,
@@ -138,6 +154,8 @@ class BillsMixin(SandboxCore):
             raise cannot_create(
                 obj, ErrorDetail(E_CREATE, "Invalid account", f"Account {account} is not valid")
             )
+        for dimension in DIMENSIONS:
+            check_dimension(company, obj, dimension, str(line.get(dimension) or ""))
         try:
             amount = parse_amount(str(line.get("TRX_AMOUNT") or ""))
         except ValueError:
@@ -192,63 +210,18 @@ class BillsMixin(SandboxCore):
                 f"Attachment '{supdoc}' does not exist.",
             )
         changes = {
-            k: v
-            for k, v in values.items()
-            if k in OBJECT_FIELDS[obj]
-            and k not in {"RECORDNO", "STATE", "RECORDTYPE"}
-            and not k.startswith("TRX_TOTAL")
-            and k != "TOTALENTERED"
+            k: v for k, v in values.items() if k in OBJECT_FIELDS[obj] and k not in READ_ONLY
         }
         new = {**record, **changes, "WHENMODIFIED": now_text()}
         company.documents[int(recordno)] = new
         return element(obj.lower(), {"RECORDNO": recordno})
 
     def _create_bill(self, company: Company, body: Element, ctx: Context) -> Reply:
-        fields: dict[str, str] = {}
-        simple = {
-            "vendorid": "VENDORID",
-            "billno": "RECORDID",
-            "ponumber": "DOCNUMBER",
-            "description": "DESCRIPTION",
-            "termname": "TERMNAME",
-            "action": "ACTION",
-            "currency": "CURRENCY",
-            "basecurr": "BASECURR",
-            "supdocid": "SUPDOCID",
-        }
-        for tag, name in simple.items():
-            value = text_of(body, tag)
-            if value:
-                fields[name] = value
-        for tag, name in (
-            ("datecreated", "WHENCREATED"),
-            ("dateposted", "WHENPOSTED"),
-            ("datedue", "WHENDUE"),
-        ):
-            el = body.find(tag)
-            if el is not None:
-                fields[name] = legacy_date(el, tag)
+        fields = legacy_header(body)
         if "WHENDUE" not in fields and "TERMNAME" not in fields:
             raise cannot_create("APBILL", missing("datedue or termname"))
-        lines: list[dict[str, Any]] = []
         items = body.find("billitems")
-        for item in items.findall("lineitem") if items is not None else []:
-            line: dict[str, Any] = {
-                "ACCOUNTNO": text_of(item, "glaccountno"),
-                "ACCOUNTLABEL": text_of(item, "accountlabel"),
-                "TRX_AMOUNT": text_of(item, "amount"),
-                "ENTRYDESCRIPTION": text_of(item, "memo"),
-                "LOCATIONID": text_of(item, "locationid"),
-                "DEPARTMENTID": text_of(item, "departmentid"),
-                "PROJECTID": text_of(item, "projectid"),
-            }
-            taxes = [
-                {"DETAILID": text_of(t, "detailid"), "TRX_TAX": text_of(t, "trx_tax") or "0"}
-                for t in item.findall("taxentries/taxentry")
-            ]
-            if taxes:
-                line["TAXENTRIES"] = {"TAXENTRY": taxes}
-            lines.append({k: v for k, v in line.items() if v})
+        lines = [legacy_line(i) for i in (items.findall("lineitem") if items is not None else [])]
         recordno = self._create_document(company, "APBILL", fields, lines)
         return None, str(recordno)
 
@@ -269,14 +242,25 @@ def document_fields(el: Element, obj: str) -> tuple[dict[str, str], list[dict[st
     return fields, lines
 
 
-def legacy_date(el: Element, tag: str) -> str:
-    try:
-        day = dt.date(int(text_of(el, "year")), int(text_of(el, "month")), int(text_of(el, "day")))
-    except ValueError:
+# What Intacct says of a dimension id the company does not have (BL01001973, then the
+# "Could not create" wrapper). The department, location and project texts are Intacct's
+# (fyle's error catalogue, see the reference); the class text follows the project's form.
+DIMENSION_TEXT = {
+    "DEPARTMENTID": "Department '{v}': '{v}' specified is not valid.",
+    "LOCATIONID": "The location '{v}' is invalid.",
+    "PROJECTID": "Invalid Project '{v}' specified.",
+    "CLASSID": "Invalid Class '{v}' specified.",
+}
+
+
+def check_dimension(company: Company, obj: str, dimension: str, value: str) -> None:
+    known = company.dimensions.get(dimension)
+    if value and known is not None and value not in known:
         raise cannot_create(
-            "APBILL",
+            obj,
             ErrorDetail(
-                E_FIELD, "Invalid date", f"{tag} must hold a valid <year>, <month> and <day>."
+                E_CREATE,
+                f"Invalid {dimension[:-2].title()}",
+                DIMENSION_TEXT[dimension].format(v=value),
             ),
-        ) from None
-    return format_date(day)
+        )

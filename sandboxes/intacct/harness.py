@@ -8,7 +8,7 @@ per tenant, one set of credentials in the worker's environment.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,10 @@ class SandboxProcess(BaseSandboxProcess):
         *,
         accounts: Sequence[str] | None = None,
         vendor_sequence: bool | None = None,
+        dimensions: Mapping[str, Sequence[str]] | None = None,
     ) -> str:
-        """A fresh company (a random id unless given); ``accounts`` limits ACCOUNTNO."""
+        """A fresh company (a random id unless given); ``accounts`` limits ACCOUNTNO and
+        ``dimensions`` (``{"DEPARTMENTID": [...], ...}``) the dimension ids on bill lines."""
         body: dict[str, Any] = {}
         if company_id:
             body["company_id"] = company_id
@@ -63,11 +65,21 @@ class SandboxProcess(BaseSandboxProcess):
             body["accounts"] = list(accounts)
         if vendor_sequence is not None:
             body["vendor_sequence"] = vendor_sequence
+        if dimensions is not None:
+            body["dimensions"] = {k: list(v) for k, v in dimensions.items()}
         return str(self.admin("POST", "companies", body)["company_id"])
 
     def add_contact(self, company: str, name: str) -> None:
         """A contact with no vendor, named ``name``, in ``company``."""
         self.admin("POST", "contacts", {"company": company, "name": name})
+
+    def pay_bill(
+        self, company: str, recordno: str, amount: str, date: str | None = None
+    ) -> dict[str, Any]:
+        """A payment of ``amount`` on a posted bill (``date`` YYYY-MM-DD, today if not given)."""
+        body = {"company": company, "recordno": recordno, "amount": amount, "date": date}
+        paid: dict[str, Any] = self.admin("POST", "payments", body)
+        return paid
 
     def set_period(self, company: str | None, period: str, status: str) -> None:
         self.admin("POST", "periods", {"company": company, "period": period, "status": status})

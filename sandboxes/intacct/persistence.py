@@ -39,6 +39,8 @@ class PersistenceMixin(SandboxCore):
                     "executed": sorted(c.executed),
                     "accounts": None if c.accounts is None else sorted(c.accounts),
                     "vendor_sequence": c.vendor_sequence,
+                    "dimensions": {k: sorted(v) for k, v in c.dimensions.items()},
+                    "stray_contacts": sorted(c.stray_contacts),
                 }
                 for c in self.companies.values()
             ],
@@ -69,3 +71,5 @@ class PersistenceMixin(SandboxCore):
             company.executed = set(raw["executed"])
             company.accounts = None if raw["accounts"] is None else set(raw["accounts"])
             company.vendor_sequence = bool(raw["vendor_sequence"])
+            company.dimensions = {k: set(v) for k, v in raw.get("dimensions", {}).items()}
+            company.stray_contacts = set(raw.get("stray_contacts", []))

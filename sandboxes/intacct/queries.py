@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -26,16 +27,8 @@ class QueriesMixin(SandboxCore):
 
     def _query(self, company: Company, body: Element, ctx: Context) -> Reply:
         obj = text_of(body, "object").upper()
-        rows = company.rows(obj)
-        select = body.find("select")
-        fields = [
-            f.text.strip().upper()
-            for f in (select.findall("field") if select is not None else [])
-            if f.text
-        ]
-        if not fields:
-            raise refuse(E_QUERY, "Query Failed", "select must name at least one field.")
-        check_fields(obj, fields)
+        rows = company.rows(obj, ctx.base_url)
+        fields, aggregates = selection(obj, body.find("select"))
         options = body.find("options")
         ci = text_of(options, "caseinsensitive").lower() == "true"
         flt = body.find("filter")
@@ -51,6 +44,9 @@ class QueriesMixin(SandboxCore):
                 check_fields(obj, [name])
                 descending = order.find("descending") is not None
                 rows.sort(key=functools.partial(row_key, name), reverse=descending)
+        if aggregates:
+            rows = aggregated(rows, fields, aggregates)
+            fields = [*fields, *(label for label, _, _ in aggregates)]
         pagesize = bounded(text_of(body, "pagesize"), 100, 2000)
         offset = max(int(text_of(body, "offset") or 0), 0)
         page = rows[offset : offset + pagesize]
@@ -69,7 +65,7 @@ class QueriesMixin(SandboxCore):
 
     def _read_by_query(self, company: Company, body: Element, ctx: Context) -> Reply:
         obj = text_of(body, "object").upper()
-        rows = company.rows(obj)
+        rows = company.rows(obj, ctx.base_url)
         fields = field_list(obj, text_of(body, "fields"))
         text = text_of(body, "query")
         if text:
@@ -123,7 +119,7 @@ class QueriesMixin(SandboxCore):
 
     def _read(self, company: Company, body: Element, ctx: Context) -> Reply:
         obj = text_of(body, "object").upper()
-        rows = company.rows(obj)
+        rows = company.rows(obj, ctx.base_url)
         fields = field_list(obj, text_of(body, "fields"))
         keys = {k.strip() for k in text_of(body, "keys").split(",") if k.strip()}
         found = [r for r in rows if not keys or r.get("RECORDNO") in keys]
@@ -141,9 +137,72 @@ class QueriesMixin(SandboxCore):
             )
         fields = field_list(obj, text_of(body, "fields"))
         keys = {k.strip().casefold() for k in text_of(body, "keys").split(",") if k.strip()}
-        found = [r for r in company.rows(obj) if r["VENDORID"].casefold() in keys]
+        found = [r for r in company.rows(obj, ctx.base_url) if r["VENDORID"].casefold() in keys]
         return element(
             "data",
             [element("vendor", {f: str(r.get(f, "")) for f in fields}) for r in found],
             {"listtype": "vendor", "count": str(len(found))},
         ), None
+
+
+AGGREGATES = ("count", "sum", "avg", "min", "max")
+
+
+def selection(obj: str, select: Element | None) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """The plain fields of a ``<select>`` and its aggregates as (label, function, field).
+
+    A count comes back as ``COUNT.<field>`` (Intacct's documented answer); the other
+    aggregates under the field's own name, as the documented ``sum`` example shows.
+    """
+    fields: list[str] = []
+    aggregates: list[tuple[str, str, str]] = []
+    for child in select if select is not None else []:
+        name = (child.text or "").strip().upper()
+        tag = child.tag.lower()
+        if not name:
+            continue
+        if tag == "field":
+            fields.append(name)
+        elif tag in AGGREGATES:
+            aggregates.append((f"COUNT.{name}" if tag == "count" else name, tag, name))
+        else:
+            raise refuse(E_QUERY, "Query Failed", f"Unknown select element <{child.tag}>.")
+    if not fields and not aggregates:
+        raise refuse(E_QUERY, "Query Failed", "select must name at least one field.")
+    check_fields(obj, [*fields, *(name for _, _, name in aggregates)])
+    return fields, aggregates
+
+
+def aggregated(
+    rows: list[dict[str, Any]], group_by: list[str], aggregates: list[tuple[str, str, str]]
+) -> list[dict[str, Any]]:
+    """One row per distinct value of the plain fields, with each aggregate over its rows."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(str(row.get(f, "")) for f in group_by), []).append(row)
+    if not groups and not group_by:
+        groups[()] = []
+    out = []
+    for key, members in groups.items():
+        result: dict[str, Any] = dict(zip(group_by, key, strict=True))
+        for label, function, name in aggregates:
+            values = [str(r.get(name, "")) for r in members if str(r.get(name, "")) != ""]
+            result[label] = aggregate(function, values)
+        out.append(result)
+    return out
+
+
+def aggregate(function: str, values: list[str]) -> str:
+    if function == "count":
+        return str(len(values))
+    if not values:
+        return ""
+    try:
+        numbers = [Decimal(v) for v in values]
+    except InvalidOperation:
+        raise refuse(E_QUERY, "Query Failed", f"{function} needs a numeric field.") from None
+    if function == "sum":
+        return format(sum(numbers, Decimal(0)), "f")
+    if function == "avg":
+        return format(sum(numbers, Decimal(0)) / len(numbers), "f")
+    return format(min(numbers) if function == "min" else max(numbers), "f")

@@ -1,23 +1,23 @@
-"""The generic ``create``, ``update`` and ``delete`` functions of the Intacct sandbox.
+"""The generic ``create`` and ``update`` functions of the Intacct sandbox.
 
 They take any of the objects the sandbox keeps (VENDOR, APBILL, APADJUSTMENT) and hand
-each to its family; deleting a document dated in a closed period is refused.
+each to its family; ``delete`` lives in ``sandboxes.intacct.deletes``.
 """
 
 from __future__ import annotations
 
 from xml.etree.ElementTree import Element
 
-from adapters.intacct.xml import ErrorDetail, element, parse_date
+from adapters.intacct.xml import element
 from sandboxes.intacct.bills import BillsMixin, document_fields
 from sandboxes.intacct.core import Context, Reply
-from sandboxes.intacct.errors import CLOSED_TEXT, E_CREATE, E_FIELD, Refusal, refuse
-from sandboxes.intacct.state import DOCUMENTS, Company, flat_fields, text_of
+from sandboxes.intacct.errors import E_CREATE, E_FIELD, refuse
+from sandboxes.intacct.state import DOCUMENTS, Company, flat_fields
 from sandboxes.intacct.vendors import VendorsMixin
 
 
 class RecordsMixin(VendorsMixin, BillsMixin):
-    """create / update / delete over every object the sandbox keeps."""
+    """create / update over every object the sandbox keeps."""
 
     def _create(self, company: Company, body: Element, ctx: Context) -> Reply:
         created = []
@@ -47,26 +47,3 @@ class RecordsMixin(VendorsMixin, BillsMixin):
             else:
                 raise refuse(E_CREATE, f"Object {obj} is not supported by this sandbox")
         return element("data", updated, {"listtype": "objects", "count": str(len(updated))}), None
-
-    def _delete(self, company: Company, body: Element, ctx: Context) -> Reply:
-        obj = text_of(body, "object").upper()
-        keys = [k.strip() for k in text_of(body, "keys").split(",") if k.strip()]
-        for key in keys:
-            if obj == "VENDOR":
-                if not key.isdigit() or company.vendors.pop(int(key), None) is None:
-                    raise refuse(E_CREATE, "Could not delete Vendor record!", f"No vendor {key}.")
-            elif obj in DOCUMENTS:
-                record = company.documents.get(int(key)) if key.isdigit() else None
-                if record is None or record["_object"] != obj:
-                    raise refuse(E_CREATE, "Could not delete record!", f"No {obj} {key}.")
-                when = record.get("WHENPOSTED") or record.get("WHENCREATED")
-                if when and company.period_closed(parse_date(when)):
-                    raise Refusal(
-                        ErrorDetail(
-                            E_CREATE, "Could not delete record!", CLOSED_TEXT.format(date=when)
-                        )
-                    )
-                del company.documents[int(key)]
-            else:
-                raise refuse(E_CREATE, f"Object {obj} is not supported by this sandbox")
-        return None, None

@@ -1,9 +1,11 @@
 """A Sage Intacct stand-in: a stateful HTTP server speaking the XML Web Services API.
 
-It answers the generic functions (``create``, ``update``, ``delete``, ``query``,
-``readByQuery``, ``readMore``, ``read``, ``readByName``) for VENDOR, APBILL, APADJUSTMENT
-and REPORTINGPERIOD, and the legacy functions the official SDKs still generate
-(``getAPISession``, ``create_bill``, ``create_supdoc``, ``create_supdocfolder``, ``get``), so
+It answers the generic functions (``create``, ``update``, ``delete``, ``query`` with
+aggregates such as ``count``, ``readByQuery``, ``readMore``, ``read``, ``readByName``,
+``inspect``, ``lookup``) for VENDOR, APBILL, APBILLITEM (read only), APADJUSTMENT and
+REPORTINGPERIOD with their standard fields, and the legacy functions the official SDKs
+still generate (``getAPISession``, ``create_bill``, ``update_bill``, ``delete_bill``,
+``delete_vendor``, ``get_list``, ``create_supdoc``, ``create_supdocfolder``, ``get``), so
 any Intacct client can be pointed at it. It behaves like the gateway where it matters to a
 client:
 
@@ -11,7 +13,9 @@ client:
   authentication block, each failing with ``XL03000006`` where Intacct puts it;
 - ``getAPISession`` must travel alone and returns a session id and a session endpoint;
   sessions expire (``--session-timeout``) and slide forward on use;
-- bills dated in a closed period are refused with Intacct's closed-period text;
+- bills dated in a closed period are refused with Intacct's closed-period text, and so are
+  accounts and dimension ids (department, location, project, class) the company does not
+  have, when it keeps lists of them; a paid bill and a vendor with bills cannot be deleted;
 - past ``--concurrency`` requests in flight per company it answers HTTP 429 ``GW-0010``;
 - ``transaction="true"`` rolls the whole operation back, the failed function ``failure``
   and the others ``aborted``, each with ``XL03000009``;
@@ -33,9 +37,10 @@ Admin endpoints (JSON, under ``/admin``) let tests and the demo harness close an
 periods, add companies, inspect bills/attachments per item key, read request counters,
 delete a bill or an attachment by hand, and queue faults.
 
-The parts: ``gateway`` (requests, sign-in, sessions, faults), ``records``, ``vendors`` and
-``bills`` (writes), ``attachments`` (supdocs), ``queries``, ``filters`` and ``sql`` (reads),
-``admin``, ``persistence``; this module puts them together and serves them.
+The parts: ``gateway`` (requests, sign-in, sessions, faults), ``records``, ``vendors``,
+``bills``, ``legacy``, ``bill_updates`` and ``deletes`` (writes), ``attachments`` (supdocs),
+``objects`` (field lists), ``queries``, ``filters``, ``sql``, ``inspect`` and ``lists``
+(reads), ``admin``, ``persistence``; this module puts them together and serves them.
 """
 
 from __future__ import annotations
@@ -51,7 +56,11 @@ from aiohttp import web
 
 from sandboxes.intacct.admin import AdminMixin, inventory
 from sandboxes.intacct.attachments import AttachmentsMixin
+from sandboxes.intacct.bill_updates import BillUpdatesMixin
+from sandboxes.intacct.deletes import DeletesMixin
 from sandboxes.intacct.gateway import GATEWAY_PATH, SESSION_GATEWAY_PATH, GatewayMixin
+from sandboxes.intacct.inspect import InspectMixin
+from sandboxes.intacct.lists import ListsMixin
 from sandboxes.intacct.persistence import PersistenceMixin
 from sandboxes.intacct.queries import QueriesMixin
 from sandboxes.intacct.records import RecordsMixin
@@ -94,7 +103,16 @@ __all__ = [
 
 
 class IntacctSandbox(
-    GatewayMixin, RecordsMixin, QueriesMixin, AttachmentsMixin, AdminMixin, PersistenceMixin
+    GatewayMixin,
+    RecordsMixin,
+    BillUpdatesMixin,
+    DeletesMixin,
+    QueriesMixin,
+    InspectMixin,
+    ListsMixin,
+    AttachmentsMixin,
+    AdminMixin,
+    PersistenceMixin,
 ):
     """The sandbox's state and its aiohttp application."""
 
@@ -121,6 +139,12 @@ class IntacctSandbox(
             "read": self._read,
             "readByName": self._read_by_name,
             "create_bill": self._create_bill,
+            "update_bill": self._update_bill,
+            "delete_bill": self._delete_bill,
+            "delete_vendor": self._delete_vendor,
+            "inspect": self._inspect,
+            "lookup": self._lookup,
+            "get_list": self._get_list,
             "create_supdoc": self._create_supdoc,
             "create_supdocfolder": self._create_supdocfolder,
             "get": self._get,

@@ -19,6 +19,14 @@ from xml.etree.ElementTree import Element
 
 from adapters.intacct.xml import element_value, format_date
 from sandboxes.intacct.errors import E_QUERY, refuse
+from sandboxes.intacct.objects import (
+    APBILL_FIELDS,
+    APBILLITEM_FIELDS,
+    DATE_ONLY,
+    DECIMAL_FIELDS,
+    INTEGER_FIELDS,
+    VENDOR_FIELDS,
+)
 
 DEFAULT_PORT = 8910
 
@@ -39,44 +47,9 @@ DEFAULT_FAULT_MODES = ("rate_limit", "unavailable", "after_write", "drop_after_w
 
 
 OBJECT_FIELDS: dict[str, tuple[str, ...]] = {
-    "VENDOR": (
-        "RECORDNO",
-        "VENDORID",
-        "NAME",
-        "TAXID",
-        "STATUS",
-        "PRINTAS",
-        "DISPLAYCONTACT.PRINTAS",
-        "DISPLAYCONTACT.CONTACTNAME",
-        "EMAIL1",
-        "TERMNAME",
-        "CURRENCY",
-        "VENDTYPE",
-        "ONHOLD",
-        "WHENCREATED",
-        "WHENMODIFIED",
-    ),
-    "APBILL": (
-        "RECORDNO",
-        "RECORDID",
-        "VENDORID",
-        "VENDORNAME",
-        "DOCNUMBER",
-        "DESCRIPTION",
-        "WHENCREATED",
-        "WHENPOSTED",
-        "WHENDUE",
-        "TERMNAME",
-        "CURRENCY",
-        "BASECURR",
-        "STATE",
-        "TRX_TOTALENTERED",
-        "TOTALENTERED",
-        "TRX_TOTALDUE",
-        "SUPDOCID",
-        "WHENMODIFIED",
-        "RECORDTYPE",
-    ),
+    "VENDOR": VENDOR_FIELDS,
+    "APBILL": APBILL_FIELDS,
+    "APBILLITEM": APBILLITEM_FIELDS,
     "REPORTINGPERIOD": (
         "RECORDNO",
         "NAME",
@@ -92,9 +65,12 @@ OBJECT_FIELDS["APADJUSTMENT"] = OBJECT_FIELDS["APBILL"]
 
 DOCUMENTS = {"APBILL": "APBILLITEMS", "APADJUSTMENT": "APADJUSTMENTITEMS"}
 
-DATE_FIELDS = frozenset({"WHENCREATED", "WHENPOSTED", "WHENDUE", "START_DATE", "END_DATE"})
+DATE_FIELDS = DATE_ONLY
 
-NUMBER_FIELDS = frozenset({"RECORDNO", "TRX_TOTALENTERED", "TOTALENTERED", "TRX_TOTALDUE"})
+NUMBER_FIELDS = INTEGER_FIELDS | DECIMAL_FIELDS
+
+# The dimensions a bill line may carry, checked against the company's lists when it has them.
+DIMENSIONS = ("DEPARTMENTID", "LOCATIONID", "PROJECTID", "CLASSID")
 
 VENDOR_ID_MAX = 20
 
@@ -154,6 +130,9 @@ class Company:
     closed: set[str] = field(default_factory=set)
     executed: set[str] = field(default_factory=set)
     accounts: set[str] | None = None  # a chart of accounts to check ACCOUNTNO against
+    # DEPARTMENTID/LOCATIONID/PROJECTID/CLASSID -> the ids a bill line may name; a dimension
+    # absent here is not checked (the company keeps no list of it).
+    dimensions: dict[str, set[str]] = field(default_factory=dict)
     vendor_sequence: bool = False  # VENDORID auto-numbering (document sequencing)
     stray_contacts: set[str] = field(default_factory=set)  # contacts with no vendor now
 
@@ -189,14 +168,44 @@ class Company:
     def period_closed(self, day: dt.date) -> bool:
         return period_of(day) in self.closed
 
-    def rows(self, obj: str) -> list[dict[str, Any]]:
+    def rows(self, obj: str, base_url: str = "") -> list[dict[str, Any]]:
+        """The object's records with every standard field, derived ones worked out."""
         if obj == "VENDOR":
-            return list(self.vendors.values())
+            return [self._vendor_row(v, base_url) for v in self.vendors.values()]
         if obj in DOCUMENTS:
-            return [r for r in self.documents.values() if r["_object"] == obj]
+            return [
+                document_row(r, base_url) for r in self.documents.values() if r["_object"] == obj
+            ]
+        if obj == "APBILLITEM":
+            return [
+                line_row(r, line)
+                for r in self.documents.values()
+                if r["_object"] == "APBILL"
+                for line in r["_lines"]
+            ]
         if obj == "REPORTINGPERIOD":
             return self._periods()
         raise refuse(E_QUERY, f"Object definition {obj} not found")
+
+    def _vendor_row(self, vendor: dict[str, str], base_url: str) -> dict[str, Any]:
+        due = sum(
+            (
+                Decimal(str(r.get("TOTALDUE") or r.get("TRX_TOTALDUE") or 0))
+                for r in self.documents.values()
+                if r.get("VENDORID", "").casefold() == vendor["VENDORID"].casefold()
+                and r.get("STATE") != "Draft"
+            ),
+            Decimal(0),
+        )
+        row: dict[str, Any] = {name: "" for name in VENDOR_FIELDS}
+        row.update(vendor)
+        row["DISPLAYCONTACT.EMAIL1"] = vendor.get("DISPLAYCONTACT.EMAIL1") or vendor.get(
+            "EMAIL1", ""
+        )
+        row["DISPLAYCONTACT.COMPANYNAME"] = row["DISPLAYCONTACT.COMPANYNAME"] or vendor["NAME"]
+        row["TOTALDUE"] = money(due)
+        row["RECORD_URL"] = record_url(base_url, "vendor", vendor["RECORDNO"])
+        return row
 
     def _periods(self) -> list[dict[str, Any]]:
         rows = []
@@ -215,6 +224,44 @@ class Company:
                     }
                 )
         return rows
+
+
+def record_url(base_url: str, kind: str, recordno: str) -> str:
+    """The link Intacct gives a record (``RECORD_URL``): its page in the product."""
+    return f"{base_url}/ia/acct/ur.phtml?.r={kind}:{recordno}"
+
+
+def document_row(record: dict[str, Any], base_url: str) -> dict[str, Any]:
+    row: dict[str, Any] = {name: "" for name in APBILL_FIELDS}
+    row.update({k: v for k, v in record.items() if not k.startswith("_")})
+    entered = Decimal(str(record.get("TRX_TOTALENTERED") or 0))
+    paid = Decimal(str(record.get("TRX_TOTALPAID") or 0))
+    row["TRX_TOTALPAID"] = row["TOTALPAID"] = money(paid)
+    row["TRX_TOTALDUE"] = row["TOTALDUE"] = money(entered - paid)
+    row["RAWSTATE"] = {"Draft": "D", "Posted": "A", "Partially Paid": "P", "Paid": "C"}.get(
+        str(record.get("STATE")), ""
+    )
+    row["RECORD_URL"] = record_url(base_url, str(record.get("RECORDTYPE", "")), row["RECORDNO"])
+    return row
+
+
+def line_row(record: dict[str, Any], line: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {name: "" for name in APBILLITEM_FIELDS}
+    row.update({k: v for k, v in line.items() if isinstance(v, str) and k in row})
+    row.update(
+        {
+            "RECORDKEY": record["RECORDNO"],
+            "RECORDTYPE": "apbillitem",
+            "AMOUNT": line.get("TRX_AMOUNT", ""),
+            "TOTALPAID": line.get("TRX_TOTALPAID", "0.00"),
+            "TRX_TOTALPAID": line.get("TRX_TOTALPAID", "0.00"),
+            "CURRENCY": record.get("CURRENCY", ""),
+            "BASECURR": record.get("BASECURR", ""),
+            "ENTRY_DATE": record.get("WHENCREATED", ""),
+            "WHENMODIFIED": record.get("WHENMODIFIED", ""),
+        }
+    )
+    return row
 
 
 @dataclass

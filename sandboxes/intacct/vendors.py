@@ -12,6 +12,7 @@ from xml.etree.ElementTree import Element
 from adapters.intacct.xml import ErrorDetail, element
 from sandboxes.intacct.core import SandboxCore
 from sandboxes.intacct.errors import E_CREATE, E_EXISTS, E_FIELD, cannot_create, missing, refuse
+from sandboxes.intacct.objects import READ_ONLY
 from sandboxes.intacct.state import (
     OBJECT_FIELDS,
     VENDOR_ID_MAX,
@@ -111,7 +112,9 @@ class VendorsMixin(SandboxCore):
             vendor = vendor_by_id(company, values["VENDORID"])
         if vendor is None:
             raise refuse(E_CREATE, "Could not update Vendor record!", "No such vendor.")
-        changes = {k: v for k, v in values.items() if k in OBJECT_FIELDS["VENDOR"]}
+        changes = {
+            k: v for k, v in values.items() if k in OBJECT_FIELDS["VENDOR"] and k not in READ_ONLY
+        }
         changes.pop("RECORDNO", None)
         changes.pop("VENDORID", None)
         new = {**vendor, **changes, "WHENMODIFIED": now_text()}
