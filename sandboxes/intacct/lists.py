@@ -91,7 +91,7 @@ class ListsMixin(SandboxCore):
                 f"get_list does not know object '{kind}'.",
             )
         obj, names = LEGACY_FIELDS[kind]
-        rows = company.rows(obj, ctx.base_url)
+        rows = company.rows(obj)
         flt = body.find("filter")
         if flt is not None and len(flt):
             rows = [r for r in rows if legacy_match(flt[0], r, names)]
@@ -117,6 +117,7 @@ class ListsMixin(SandboxCore):
             },
         )
         for row in page:
+            row = company.finish(obj, row, ctx.base_url)
             item = SubElement(data, kind)
             for w in wanted:
                 put(item, w, str(row.get(names[w], "")))

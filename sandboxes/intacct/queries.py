@@ -27,7 +27,7 @@ class QueriesMixin(SandboxCore):
 
     def _query(self, company: Company, body: Element, ctx: Context) -> Reply:
         obj = text_of(body, "object").upper()
-        rows = company.rows(obj, ctx.base_url)
+        rows = company.rows(obj)
         fields, aggregates = selection(obj, body.find("select"))
         options = body.find("options")
         ci = text_of(options, "caseinsensitive").lower() == "true"
@@ -52,7 +52,10 @@ class QueriesMixin(SandboxCore):
         page = rows[offset : offset + pagesize]
         data = element(
             "data",
-            [element(obj, {f: str(r.get(f, "")) for f in fields}) for r in page],
+            [
+                element(obj, {f: str(r.get(f, "")) for f in fields})
+                for r in (page if aggregates else self._finish(company, obj, page, ctx))
+            ],
             {
                 "listtype": obj,
                 "totalcount": str(len(rows)),
@@ -65,7 +68,7 @@ class QueriesMixin(SandboxCore):
 
     def _read_by_query(self, company: Company, body: Element, ctx: Context) -> Reply:
         obj = text_of(body, "object").upper()
-        rows = company.rows(obj, ctx.base_url)
+        rows = company.rows(obj)
         fields = field_list(obj, text_of(body, "fields"))
         text = text_of(body, "query")
         if text:
@@ -75,12 +78,24 @@ class QueriesMixin(SandboxCore):
                 raise refuse(E_QUERY, "Query Failed", f"Invalid query: {exc}") from None
             rows = [r for r in rows if predicate(r)]
         pagesize = bounded(text_of(body, "pagesize"), 100, 1000)
-        return self._page(obj, rows, fields, pagesize, 0), None
+        return self._page(company, ctx, obj, rows, fields, pagesize, 0), None
+
+    def _finish(
+        self, company: Company, obj: str, rows: list[dict[str, Any]], ctx: Context
+    ) -> list[dict[str, Any]]:
+        return [company.finish(obj, r, ctx.base_url) for r in rows]
 
     def _page(
-        self, obj: str, rows: list[dict[str, Any]], fields: list[str], pagesize: int, offset: int
+        self,
+        company: Company,
+        ctx: Context,
+        obj: str,
+        rows: list[dict[str, Any]],
+        fields: list[str],
+        pagesize: int,
+        offset: int,
     ) -> Element:
-        page = rows[offset : offset + pagesize]
+        page = self._finish(company, obj, rows[offset : offset + pagesize], ctx)
         remaining = max(len(rows) - offset - len(page), 0)
         result_id = ""
         if remaining:
@@ -114,18 +129,27 @@ class QueriesMixin(SandboxCore):
                 f"Unknown resultId '{result_id}'.",
             )
         return self._page(
-            state["object"], state["rows"], state["fields"], state["pagesize"], state["offset"]
+            company,
+            ctx,
+            state["object"],
+            state["rows"],
+            state["fields"],
+            state["pagesize"],
+            state["offset"],
         ), None
 
     def _read(self, company: Company, body: Element, ctx: Context) -> Reply:
         obj = text_of(body, "object").upper()
-        rows = company.rows(obj, ctx.base_url)
+        rows = company.rows(obj)
         fields = field_list(obj, text_of(body, "fields"))
         keys = {k.strip() for k in text_of(body, "keys").split(",") if k.strip()}
         found = [r for r in rows if not keys or r.get("RECORDNO") in keys]
         return element(
             "data",
-            [element(obj.lower(), {f: str(r.get(f, "")) for f in fields}) for r in found],
+            [
+                element(obj.lower(), {f: str(r.get(f, "")) for f in fields})
+                for r in self._finish(company, obj, found, ctx)
+            ],
             {"listtype": obj.lower(), "count": str(len(found))},
         ), None
 
@@ -137,10 +161,13 @@ class QueriesMixin(SandboxCore):
             )
         fields = field_list(obj, text_of(body, "fields"))
         keys = {k.strip().casefold() for k in text_of(body, "keys").split(",") if k.strip()}
-        found = [r for r in company.rows(obj, ctx.base_url) if r["VENDORID"].casefold() in keys]
+        found = [r for r in company.rows(obj) if r["VENDORID"].casefold() in keys]
         return element(
             "data",
-            [element("vendor", {f: str(r.get(f, "")) for f in fields}) for r in found],
+            [
+                element("vendor", {f: str(r.get(f, "")) for f in fields})
+                for r in self._finish(company, obj, found, ctx)
+            ],
             {"listtype": "vendor", "count": str(len(found))},
         ), None
 

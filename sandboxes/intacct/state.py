@@ -168,14 +168,13 @@ class Company:
     def period_closed(self, day: dt.date) -> bool:
         return period_of(day) in self.closed
 
-    def rows(self, obj: str, base_url: str = "") -> list[dict[str, Any]]:
-        """The object's records with every standard field, derived ones worked out."""
+    def rows(self, obj: str) -> list[dict[str, Any]]:
+        """The object's records as kept, to filter and sort; ``finish`` adds the derived
+        fields to the ones that go out."""
         if obj == "VENDOR":
-            return [self._vendor_row(v, base_url) for v in self.vendors.values()]
+            return list(self.vendors.values())
         if obj in DOCUMENTS:
-            return [
-                document_row(r, base_url) for r in self.documents.values() if r["_object"] == obj
-            ]
+            return [r for r in self.documents.values() if r["_object"] == obj]
         if obj == "APBILLITEM":
             return [
                 line_row(r, line)
@@ -186,6 +185,14 @@ class Company:
         if obj == "REPORTINGPERIOD":
             return self._periods()
         raise refuse(E_QUERY, f"Object definition {obj} not found")
+
+    def finish(self, obj: str, row: dict[str, Any], base_url: str) -> dict[str, Any]:
+        """A record with every standard field of its object, derived ones worked out."""
+        if obj == "VENDOR":
+            return self._vendor_row(row, base_url)
+        if obj in DOCUMENTS:
+            return document_row(row, base_url)
+        return row
 
     def _vendor_row(self, vendor: dict[str, str], base_url: str) -> dict[str, Any]:
         due = sum(
