@@ -1,6 +1,7 @@
 """Reference data in the Sage Accounting sandbox: ledger accounts, tax rates, settings.
 
-``/ledger_accounts`` (with ``visible_in`` and ``search``), ``/tax_rates``,
+``/ledger_accounts`` (with ``visible_in`` and ``search``), ``/tax_rates`` (with
+``updated_or_created_since`` and ``cis_only``),
 ``/financial_settings`` (GET and PUT: the lock date lives there) and ``/businesses``.
 """
 
@@ -11,7 +12,14 @@ from typing import Any
 
 from aiohttp import web
 
-from sandboxes.sage_accounting.answers import ApiError, base_object, issue, sage_json
+from sandboxes.sage_accounting.answers import (
+    ApiError,
+    base_object,
+    issue,
+    moment,
+    query_moment,
+    sage_json,
+)
 from sandboxes.sage_accounting.core import SageCore
 from sandboxes.sage_accounting.state import Business
 
@@ -32,7 +40,18 @@ class ReferenceMixin(SageCore):
         return self._page(request, "/ledger_accounts", items)
 
     async def get_tax_rates(self, request: web.Request, biz: Business, _: Any) -> web.Response:
-        return self._page(request, "/tax_rates", list(biz.tax_rates.values()))
+        """The Swagger's filters for GET /tax_rates. It defines no ``usage`` parameter (nor
+        any sales/purchase split of rates), so ``usage`` is refused as any undeclared query
+        parameter is (422, before this runs); the sandbox keeps no historical, CIS or
+        regional rates, so ``include_historical_data`` and ``address_region_id`` leave the
+        list as it is and ``cis_only=true`` leaves nothing."""
+        items = list(biz.tax_rates.values())
+        since = query_moment(request.query, "updated_or_created_since")
+        if since is not None:
+            items = [r for r in items if moment(r["updated_at"]) >= since]  # inclusive
+        if request.query.get("cis_only") == "true":
+            items = []
+        return self._page(request, "/tax_rates", items)
 
     async def get_financial_settings(
         self, request: web.Request, biz: Business, _: Any

@@ -550,3 +550,25 @@ def test_tax_amount_may_be_left_out_only_for_a_rate_without_percentage(
         assert made["tax_amount"] == 0
     else:
         assert r.json()[0]["$source"] == "invoice_lines[0].tax_amount"
+
+
+def test_tax_rates_take_the_swaggers_filters_and_refuse_usage(api: Api) -> None:
+    """GET /tax_rates declares no ``usage`` parameter in the v3.1 Swagger, so it is refused
+    as any undeclared parameter is; ``updated_or_created_since`` (inclusive) and
+    ``cis_only`` are the Swagger's and filter the list."""
+
+    def ids(**params: str) -> list[str]:
+        r = api("getTaxRates", "GET", "/tax_rates", params=params)
+        assert r.status_code == 200, r.text
+        return sorted(item["id"] for item in r.json()["$items"])
+
+    assert ids() == ["GB_STANDARD", "GB_ZERO"]
+    refused = api("getTaxRates", "GET", "/tax_rates", params={"usage": "purchase"}, check=False)
+    assert refused.status_code == 422
+    assert "usage" in refused.json()[0]["$source"]
+    assert ids(updated_or_created_since="2000-01-01T+00:00") == ["GB_STANDARD", "GB_ZERO"]
+    assert ids(updated_or_created_since="2999-01-01T00:00:00+00:00") == []
+    assert ids(cis_only="true") == []
+    assert ids(cis_only="false", include_historical_data="true") == ["GB_STANDARD", "GB_ZERO"]
+    bad = api("getTaxRates", "GET", "/tax_rates", params={"updated_or_created_since": "soon"})
+    assert bad.status_code == 422
