@@ -55,6 +55,11 @@ NOTES_MAX = 2000
 ITEM_MARK = "billstream item: "
 _ITEM_RE = re.compile(r"(?m)^billstream item: (\S+)\s*$")
 DRAFT_MODES = ("draft", "posted")
+# Seconds without an answer before a call is given up and (when safe) sent again. Creates go
+# one at a time per business, so a silent request holds up every bill of that business for
+# this long; Sage answers a create in well under it, and the idempotency id makes the resend
+# safe. (httpx applies it to each read and write, not to a whole upload.)
+DEFAULT_TIMEOUT = 10.0
 # A create answer younger than this (against the time we sent it, allowing for clocks) is a
 # bill this request made, not the replay of an earlier one that may have an attachment.
 FRESH_SKEW = dt.timedelta(seconds=2)
@@ -141,7 +146,7 @@ class SageAccountingLedger:
         Optional: ``{P}_REFRESH_TOKEN`` (seeds the token file the first time), ``{P}_URL``
         (a sandbox), ``{P}_DRAFT_MODE`` (``draft``, the default, or ``posted``),
         ``{P}_CALLS_PER_MINUTE`` / ``{P}_MB_PER_HOUR`` (this worker's share of the budget),
-        ``{P}_TIMEOUT`` (seconds), ``{P}_VALIDATE_SCHEMA`` (``1``: check every request and
+        ``{P}_TIMEOUT`` (seconds, default ``DEFAULT_TIMEOUT``), ``{P}_VALIDATE_SCHEMA`` (``1``: check every request and
         response against Sage's Swagger file).
         """
         cfg = tenant.ledger
@@ -176,7 +181,7 @@ class SageAccountingLedger:
                 max_bytes=int(Decimal(env.get(f"{prefix}_MB_PER_HOUR") or 100) * 1_000_000),
                 byte_window=DEFAULT_BYTE_WINDOW,
             )
-            timeout = float(env.get(f"{prefix}_TIMEOUT") or 30.0)
+            timeout = float(env.get(f"{prefix}_TIMEOUT") or DEFAULT_TIMEOUT)
             if timeout <= 0:
                 raise ValueError(timeout)
         except (ValueError, ArithmeticError):
