@@ -152,13 +152,19 @@ class SageVendors:
                 made = await self._post_contact(contact, tax_number, what)
                 created = created_at(made[1])
                 new = created is not None and created >= made[2] - dt.timedelta(seconds=120)
-                # Converge: another worker or channel may have created the same supplier (an
-                # idempotency id lasts only 7 days); the oldest match is the one all keep.
+                if new:
+                    # Workers racing on this supplier all got this contact (same idempotency
+                    # id); searching again would cost a call per supplier to catch only a
+                    # person adding it by hand in the same second.
+                    vendor = made[0]
+                    break
+                # An old answer: another channel's supplier of that name, or the replay of one
+                # deleted since. The oldest live match is the one all keep.
                 found = await self._candidates(name, tax_number)
                 if found:
                     vendor = self._vendor(found[0])
                     break
-                if created is None or new:
+                if created is None:
                     vendor = made[0]
                     break
                 # An old, invisible answer: the replay of a supplier deleted since. Post
