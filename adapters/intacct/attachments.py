@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -98,6 +99,11 @@ def _supdoc_meta(description: str) -> dict[str, Any] | None:
     return meta
 
 
+# How long a bill this client created counts as bare without a look: a person attaching a
+# file by hand in that time is outweighed by two functions saved on every bill.
+CREATED_TTL = 600.0
+
+
 @dataclass(frozen=True)
 class _AttachmentView:
     bill_exists: bool
@@ -115,6 +121,20 @@ class SupdocAttachments:
         self._misses = misses
         self._folder_ready = False
         self._folder_lock = asyncio.Lock()
+        self._created_empty: dict[str, float] = {}  # bill id -> when this client created it
+
+    def created(self, bill: LedgerBill) -> None:
+        """This client has just created the bill: it has no attachment to look for."""
+        now = time.monotonic()
+        if len(self._created_empty) > 10_000:
+            self._created_empty = {
+                k: t for k, t in self._created_empty.items() if now - t <= CREATED_TTL
+            }
+        self._created_empty[bill.id] = now
+
+    def _known_empty(self, bill_id: str) -> bool:
+        made = self._created_empty.get(bill_id)
+        return made is not None and time.monotonic() - made <= CREATED_TTL
 
     @property
     def company(self) -> str:
@@ -196,6 +216,8 @@ class SupdocAttachments:
         )
 
     async def find_attachment(self, bill: LedgerBill) -> Attachment | None:
+        if self._known_empty(bill.id):
+            return None
         view = await self._attachment_view(bill)
         if not view.linked or view.linked_doc is None:
             self._misses.remember(("attachment", bill.id), view)
@@ -256,11 +278,14 @@ class SupdocAttachments:
             return await self._attach_document(bill, document)
         finally:
             self._misses.forget(("attachment", bill.id))
+            self._created_empty.pop(bill.id, None)
 
     async def _attach_document(self, bill: LedgerBill, document: Document) -> Attachment:
         await self._ensure_folder()
         missed, seen = self._misses.recent(("attachment", bill.id))
         view = seen if missed and isinstance(seen, _AttachmentView) else None
+        if view is None and self._known_empty(bill.id):
+            view = _AttachmentView(bill_exists=True)
         view = view or await self._attachment_view(bill)
         if not view.bill_exists:
             raise LedgerError(

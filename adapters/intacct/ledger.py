@@ -50,6 +50,7 @@ from adapters.intacct.queries import (
     bill_element,
     bill_object,
     cond,
+    created_bill,
     is_active,
     ledger_bill,
     pick_vendor,
@@ -435,11 +436,6 @@ class IntacctLedger:
             return self._ours_or_duplicate(existing, vendor, bill)
         _refuse_finer_than_cents(bill, kind)
         obj = bill_element(vendor, bill)
-        # Read the bill back in the same request: Intacct's create answers only RECORDNO.
-        readback = Function(
-            read_controlid("readback"),
-            self._find_bill_query(vendor.id, bill.number, bill.credit_note),
-        )
         salt = ""
         while True:
             # Keyed by supplier and number, not by item: Intacct's uniqueid then refuses a
@@ -449,7 +445,7 @@ class IntacctLedger:
                 write_controlid("bill", vendor.id, bill.number, str(bill.credit_note), salt),
                 element("create", obj),
             )
-            created, found = await self._run([create, readback], write=True)
+            [created] = await self._run([create], write=True)
             if created.ok:
                 break
             if not is_repeated_controlid(created.errors):
@@ -472,21 +468,18 @@ class IntacctLedger:
                     uncertain=True,
                 )
             salt = uuid.uuid4().hex
-            readback = Function(read_controlid("readback"), readback.body)
         records = created.records()
         recordno = str(records[0].get("RECORDNO", "")) if records else ""
-        read_rows = found.records() if found.ok else []
-        rows = [r for r in read_rows if str(r.get("RECORDNO")) == recordno]
-        if rows:
-            return ledger_bill(rows[0], bill.credit_note)
-        made = await self.get_bill(recordno) if recordno else None
-        if made is None:
-            raise LedgerError(
-                Reason.UNAVAILABLE,
-                f"{kind.capitalize()} {bill.number} was created but could not be read back.",
-                uncertain=True,
-            )
-        return made
+        if recordno:
+            # Intacct answers a create with RECORDNO only; the rest is what was just sent.
+            made = created_bill(recordno, vendor, bill)
+            self.attachments.created(made)
+            return made
+        raise LedgerError(
+            Reason.UNAVAILABLE,
+            f"{kind.capitalize()} {bill.number} was created but Intacct gave no record number.",
+            uncertain=True,
+        )
 
     # -- attachments ----------------------------------------------------------------------
 

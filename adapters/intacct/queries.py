@@ -188,3 +188,25 @@ def bill_element(vendor: Vendor, bill: DraftBill) -> Element:
     header["ACTION"] = "Draft"
     header["APBILLITEMS"] = {"APBILLITEM": lines}
     return element(BILL, header)
+
+
+def created_bill(recordno: str, vendor: Vendor, bill: DraftBill) -> LedgerBill:
+    """The bill ``bill_element`` has just created as record ``recordno``, as a read would
+    give it: the total is the sum of the amounts as sent, which is what Intacct adds up."""
+    total = Decimal(0)
+    for line in bill.lines:
+        taxed = bool(line.tax_code)
+        total += parse_amount(format_amount(line.net if taxed else line.total))
+        if taxed:
+            total += parse_amount(format_amount(line.tax))
+    return LedgerBill(
+        id=recordno,
+        vendor_id=vendor.id,
+        number=bill.number,
+        date=bill.date,
+        currency=bill.currency,
+        total=total,
+        credit_note=bill.credit_note,
+        state="draft",
+        item_key=bill.item_key,
+    )
