@@ -313,9 +313,11 @@ class SupdocAttachments:
             # Uploaded earlier for this item (a retry, or the bill was re-created): link it.
             results = await self._run([link], write=True)
         else:
-            # Upload and link as one unit: a supdoc never exists without its bill's link.
+            # Upload, then link, in one request but not as a transaction, so that other
+            # bills' functions can share the request. Should the link fail, the supdoc
+            # stays under its derived id and the retry only links it (the view finds it).
             upload = self._create_supdoc(supdoc, bill, document)
-            results = await self._run([upload, link], write=True, transaction=True)
+            results = await self._run([upload, link], write=True)
             if is_repeated_controlid(_causes(results)) and await self.find_attachment(bill) is None:
                 # Uploaded before, then deleted by hand since (nothing is linked now, and the
                 # view above found no supdoc): upload again, once, under a fresh control id.
@@ -323,7 +325,7 @@ class SupdocAttachments:
                     write_controlid("supdoc", upload.controlid, uuid.uuid4().hex), upload.body
                 )
                 link = Function(read_controlid("link"), link.body)
-                results = await self._run([fresh, link], write=True, transaction=True)
+                results = await self._run([fresh, link], write=True)
         if all(r.ok for r in results):
             doc = view.derived_doc or {"description": _supdoc_description(bill, document)}
             return await self._attachment(bill, supdoc, doc)

@@ -14,6 +14,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 MISS_TTL = 5.0  # seconds a lookup that found nothing spares the write after it its own
+# Seconds a vendor once found or created is trusted without a look: every bill of a supplier
+# asks for its vendor, and vendors are not renamed or deleted from one bill to the next.
+VENDOR_TTL = 600.0
 
 
 class KeyedLocks:
@@ -59,3 +62,26 @@ class MissCache:
     def forget(self, key: tuple[str, ...]) -> None:
         """Drop what a lookup saw: it is stale once we have written."""
         self._misses.pop(key, None)
+
+
+class KnownVendors:
+    """Vendors found or created a moment ago, by what they were looked up by."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    def get(self, key: tuple[str, str]) -> Any:
+        hit = self._known.get(key)
+        if hit is None or time.monotonic() - hit[0] > VENDOR_TTL:
+            return None
+        return hit[1]
+
+    def put(self, key: tuple[str, str], vendor: Any) -> None:
+        now = time.monotonic()
+        if len(self._known) > 10_000:
+            self._known = {k: v for k, v in self._known.items() if now - v[0] <= VENDOR_TTL}
+        self._known[key] = (now, vendor)
+
+    def forget(self, vendor_id: str) -> None:
+        """A write for this vendor failed: look it up afresh next time (it may be gone)."""
+        self._known = {k: v for k, v in self._known.items() if v[1].id != vendor_id}

@@ -54,6 +54,9 @@ DEFAULT_ENDPOINT = "https://api.intacct.com/ia/xml/xmlgw.phtml"
 OPERATIONS = ("read", "write")
 DEFAULT_CONCURRENCY = 2  # the usual per-company allowance of concurrent XML requests
 DEFAULT_MAX_BATCH = 25  # functions per request when callers queue up
+# Seconds a function waits for others to share its request when a slot is free: Intacct
+# bills each request against the company's entitlement, and bills arrive a few ms apart.
+DEFAULT_BATCH_WINDOW = 0.1
 
 log = logging.getLogger("billstream.intacct")
 
@@ -217,6 +220,7 @@ class IntacctClient:
         endpoint: str = DEFAULT_ENDPOINT,
         concurrency: int = DEFAULT_CONCURRENCY,
         max_batch: int = DEFAULT_MAX_BATCH,
+        batch_window: float = DEFAULT_BATCH_WINDOW,
         timeout: float = 120.0,
         retry: RequestRetries | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -229,6 +233,7 @@ class IntacctClient:
         self.endpoint = endpoint
         self.concurrency = concurrency
         self.max_batch = max_batch
+        self.batch_window = max(batch_window, 0.0)
         self.retry = retry or RequestRetries()
         self.stats = ClientStats()
         self._http = httpx.AsyncClient(
@@ -243,6 +248,7 @@ class IntacctClient:
         self._queue: collections.deque[_Unit] = collections.deque()
         self._in_flight = 0
         self._dispatch_pending = False
+        self._window: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: _Session | None = None
         self._session_lock = asyncio.Lock()
@@ -299,6 +305,8 @@ class IntacctClient:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._window is not None:
+            self._window.cancel()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -349,17 +357,32 @@ class IntacctClient:
         loop = asyncio.get_running_loop()
         unit = _Unit(functions, write, transaction, loop.create_future())
         self._queue.append(unit)
-        self._schedule()
+        self._schedule(gather=True)
         return await unit.future
 
-    def _schedule(self) -> None:
-        # Dispatch on the next loop turn, so callers that arrive together share a request.
-        if not self._dispatch_pending and not self._closed:
-            self._dispatch_pending = True
-            asyncio.get_running_loop().call_soon(self._dispatch)
+    def _schedule(self, *, gather: bool = False) -> None:
+        """Dispatch on the next loop turn, so callers that arrive together share a request;
+        a newcomer with a slot free waits up to ``batch_window`` for company, unless its
+        request is already full. (Units that queued for a slot have waited enough.)"""
+        if self._closed or self._dispatch_pending:
+            return
+        loop = asyncio.get_running_loop()
+        if gather and self.batch_window > 0 and self._queued_functions() < self.max_batch:
+            if self._window is None:
+                self._window = loop.call_later(self.batch_window, self._dispatch)
+            return
+        if self._window is not None:
+            self._window.cancel()
+            self._window = None
+        self._dispatch_pending = True
+        loop.call_soon(self._dispatch)
+
+    def _queued_functions(self) -> int:
+        return sum(len(u.functions) for u in self._queue if not u.future.done())
 
     def _dispatch(self) -> None:
         self._dispatch_pending = False
+        self._window = None
         while self._in_flight < self.concurrency:
             batch = self._take()
             if not batch:

@@ -18,8 +18,9 @@ from typing import Any, Literal
 from xml.etree.ElementTree import Element
 
 from adapters.intacct.attachments import LIMITS, SupdocAttachments
-from adapters.intacct.caching import KeyedLocks, MissCache
+from adapters.intacct.caching import KeyedLocks, KnownVendors, MissCache
 from adapters.intacct.client import (
+    DEFAULT_BATCH_WINDOW,
     DEFAULT_CONCURRENCY,
     DEFAULT_ENDPOINT,
     DEFAULT_MAX_BATCH,
@@ -120,11 +121,17 @@ def _client_from_env(tenant: Tenant, env: Mapping[str, str]) -> tuple[IntacctCli
         user_password=get("USER_PASSWORD"),
         entity_id=get("ENTITY_ID") or None,
     )
+    # Milliseconds; 0 turns the window off (a function then waits only for a free slot).
+    window_ms = get("BATCH_WINDOW_MS")
+    window = DEFAULT_BATCH_WINDOW
+    if window_ms:
+        window = 0.0 if window_ms == "0" else number("BATCH_WINDOW_MS", 0, integer=False) / 1000
     client = IntacctClient(
         credentials,
         endpoint=tenant.ledger.url or get("URL") or DEFAULT_ENDPOINT,
         concurrency=number("CONCURRENCY", DEFAULT_CONCURRENCY),
         max_batch=number("MAX_BATCH", DEFAULT_MAX_BATCH),
+        batch_window=window,
         timeout=number("TIMEOUT", 120.0, integer=False),
         retry=RequestRetries(attempts=number("RETRY_ATTEMPTS", RequestRetries.attempts)),
     )
@@ -151,6 +158,7 @@ class IntacctLedger:
         # Lookups that just found nothing: the pipeline looks before it writes, so the write
         # need not look again moments later.
         self._misses = MissCache()
+        self._vendors = KnownVendors()
         self.attachments = SupdocAttachments(client, self._misses, folder)
 
     @property
@@ -213,10 +221,15 @@ class IntacctLedger:
 
     async def find_vendor(self, name: str, *, tax_number: str | None = None) -> Vendor | None:
         key = vendor_match_key(name)
+        known: Vendor | None = self._vendors.get((key, tax_number or ""))
+        if known is not None:
+            return known
         rows = await self._vendor_rows(name, key, tax_number)
         found = pick_vendor(rows, key, tax_number)
         if found is None:
             self._misses.remember(("vendor", key, tax_number or ""))
+        else:
+            self._vendors.put((key, tax_number or ""), found)
         return found
 
     async def _vendor_rows(
@@ -257,7 +270,9 @@ class IntacctLedger:
     async def create_vendor(self, name: str, *, tax_number: str | None = None) -> Vendor:
         key = vendor_match_key(name)
         try:
-            return await self._create_vendor_once(name, key, tax_number)
+            vendor = await self._create_vendor_once(name, key, tax_number)
+            self._vendors.put((key, tax_number or ""), vendor)
+            return vendor
         finally:
             # Lookups made on the way are stale once we have written.
             self._misses.forget(("vendor", key, tax_number or ""))
@@ -410,6 +425,10 @@ class IntacctLedger:
     async def create_draft_bill(self, vendor: Vendor, bill: DraftBill) -> LedgerBill:
         try:
             return await self._create_draft_bill(vendor, bill)
+        except LedgerError as exc:
+            if not exc.transient and exc.reason is not Reason.DUPLICATE:
+                self._vendors.forget(vendor.id)
+            raise
         finally:
             self._misses.forget(("bill", vendor.id, bill.number, str(bill.credit_note)))
 

@@ -190,6 +190,12 @@ class IntacctHarness:
             "sage_requests": requests,
             "requests_per_bill": round(requests / bills, 3) if bills else None,
             "sage_functions": int(stats["function_total"]),
+            "functions_per_bill": (
+                round(int(stats["function_total"]) / bills, 3) if bills else None
+            ),
+            "sage_function_counts": dict(
+                sorted(stats["functions"].items(), key=lambda kv: (-kv[1], kv[0]))
+            ),
             "sage_rate_limited": int(stats["rate_limited"]),
             "sage_sessions": int(stats["sessions"]),
         }

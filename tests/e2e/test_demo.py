@@ -127,6 +127,13 @@ def test_demo_on_the_intacct_sandbox(tmp_path: Path) -> None:
     assert out["duplicates"] == 0
     assert out["sage_requests"] > 0
     assert out["requests_per_bill"] == round(out["sage_requests"] / out["bills"], 3)
+    counts = out["sage_function_counts"]
+    assert sum(counts.values()) == out["sage_functions"]
+    assert out["functions_per_bill"] == round(out["sage_functions"] / out["bills"], 3)
+    # Per bill: its lookup, its create, its upload and the link; vendors and catalogs are
+    # found once (it was 8.1 functions a bill, reading back each create and attachment).
+    assert counts["create_supdoc"] == counts["update"] == out["bills"]
+    assert out["functions_per_bill"] < 4.5
 
 
 def test_demo_on_the_sage_accounting_sandbox(tmp_path: Path) -> None:

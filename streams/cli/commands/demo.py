@@ -176,7 +176,11 @@ def _print_summary(result: DemoResult, as_json: bool) -> None:
         f"duplicates {result.duplicates}   replayed {result.replayed}"
     )
     for key, value in result.extra.items():
-        click.echo(f"{key:<11} {value}")
+        if isinstance(value, dict):  # e.g. calls by name: one line each, the largest first
+            for name, n in value.items():
+                click.echo(f"{key:<11} {n:<5} {name}")
+        else:
+            click.echo(f"{key:<11} {value}")
     click.echo(f"seconds     {result.seconds:.1f}  ({result.items_per_second:.0f} items/s)")
     click.echo("")
     click.echo("What happened to one invoice (the event log is kept in the data folder):")

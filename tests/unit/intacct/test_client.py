@@ -20,7 +20,7 @@ import pytest
 from adapters.intacct.client import IntacctClient, IntacctCredentials, RequestRetries
 from adapters.intacct.keys import read_controlid
 from adapters.intacct.ledger import IntacctLedger
-from adapters.intacct.xml import Function, ParsedRequest, element, parse_request
+from adapters.intacct.xml import Function, ParsedRequest, Result, element, parse_request
 from domain.errors import LedgerError, Reason
 from domain.models import Document
 from domain.tenants import LedgerConfig, Tenant
@@ -490,6 +490,28 @@ async def test_callers_that_queue_up_share_requests(gateway: Gateway) -> None:
     assert gateway.max_in_flight <= 2
 
 
+@pytest.mark.parametrize(("window", "requests"), [(0.2, 1), (0.0, 3)])
+async def test_callers_a_moment_apart_share_a_request_within_the_window(
+    gateway: Gateway, window: float, requests: int
+) -> None:
+    # Regression: with slots free every function went alone (2.0 requests per bill in the
+    # 300-item demo). Arrival a few ms apart is the scenario, hence the sleeps.
+    client = make_client(gateway, batch_window=window)
+    try:
+        await client.ensure_session()
+        start = len(gateway.requests)
+
+        async def later(delay: float) -> list[Result]:
+            await asyncio.sleep(delay)
+            return await client.execute([vendor_query()], write=False)
+
+        results = await asyncio.gather(later(0), later(0.02), later(0.04))
+    finally:
+        await client.aclose()
+    assert all(r[0].ok for r in results)
+    assert len(gateway.requests) - start == requests
+
+
 async def test_transactions_travel_alone(gateway: Gateway) -> None:
     gateway.latency = 0.01
     client = make_client(gateway, concurrency=1)
@@ -734,6 +756,51 @@ async def test_writes_right_after_their_lookups_do_not_look_again(
     with pytest.raises(LedgerError) as err:
         await ledger.attach_document(bill, Document.of("PL-1.pdf", "application/pdf", PDF))
     assert err.value.reason is Reason.ATTACHMENT_FAILED
+
+
+async def test_a_vendor_found_once_is_not_looked_up_for_every_bill(
+    ledger: IntacctLedger, gateway: Gateway
+) -> None:
+    # Regression: every bill's vendor step queried VENDOR again (547 queries for 268 bills
+    # in the 300-item demo, half of them for vendors already found).
+    vendor = await ledger.create_vendor("Repeat Supplier Ltd")
+    start = len(gateway.requests)
+    for _ in range(3):
+        assert await ledger.find_vendor("REPEAT SUPPLIER LIMITED") == vendor
+    assert gateway.functions()[start:] == []
+    # A vendor deleted by hand: its bill is refused, and the next step looks again.
+    vendors = gateway.sandbox.company("ACME").vendors
+    for recordno in [n for n, v in vendors.items() if v.get("VENDORID") == vendor.id]:
+        del vendors[recordno]
+    with pytest.raises(LedgerError):
+        await ledger.create_draft_bill(vendor, draft(vendor.name, "RS-1"))
+    start = len(gateway.requests)
+    assert await ledger.find_vendor("Repeat Supplier Ltd") is None
+    assert gateway.functions()[start:] == [["query"]]
+
+
+async def test_attachments_of_bills_made_together_share_a_request(
+    ledger: IntacctLedger, gateway: Gateway
+) -> None:
+    # Regression: each upload and its link went as a transaction of their own, one request
+    # per bill whatever else was waiting (268 of the 300-item demo's 409 requests).
+    vendor = await ledger.create_vendor("Shared Upload Ltd")
+    bills = [
+        await ledger.create_draft_bill(vendor, draft(vendor.name, f"SU-{n}", key=f"su:{n}"))
+        for n in range(3)
+    ]
+    await ledger.attachments._ensure_folder()
+    start = len(gateway.requests)
+    made = await asyncio.gather(
+        *(
+            ledger.attach_document(
+                b, Document.of(f"{b.number}.pdf", "application/pdf", PDF + b.id.encode())
+            )
+            for b in bills
+        )
+    )
+    assert gateway.functions()[start:] == [["create_supdoc", "update"] * 3]
+    assert [await ledger.find_attachment(b) for b in bills] == made
 
 
 async def test_an_old_lookup_is_not_trusted(
