@@ -70,6 +70,8 @@ class DemoResult:
     topic_prefix: str = ""
     examples: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # the ledger's calls per bill over the run's second half (see _Halfway)
+    steady: dict[str, float] = field(default_factory=dict)
     inventory: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -397,8 +399,10 @@ async def _run(
                 disable=not opts.progress,
                 file=sys.stderr,
             )
+            halfway = _Halfway(harness, tenants, len(keys), bar.update)
             with bar:
-                await terminal.wait(expected, opts.timeout, bar.update)
+                await terminal.wait(expected, opts.timeout, halfway.update)
+            halfway.report(result)
             if opts.scenario == "period-reopen":
                 for tenant in tenants.all():
                     harness.open_period(tenant, REOPEN_PERIOD)
@@ -435,6 +439,54 @@ async def _run(
     # Again once the worker has stopped: the ledgers as the run left them.
     _summarise(result, harness, tenants, dext, ingest_seconds)
     return result
+
+
+class _Halfway:
+    """The ledger's calls and bills once half the items have finished, for the figures of
+    the second half: steady state, with the suppliers known and the reference data read."""
+
+    def __init__(
+        self,
+        harness: LedgerHarness,
+        tenants: Tenants,
+        items: int,
+        progress: Callable[[int], object],
+    ) -> None:
+        self._harness = harness
+        self._tenants = tenants
+        self._half = items // 2
+        self._progress = progress
+        self._done = 0
+        self._at_half: dict[str, int] | None = None
+
+    def _counts(self) -> dict[str, int]:
+        extra = self._harness.extra_summary()
+        held = [inv for t in self._tenants.all() for inv in self._harness.inventory(t).values()]
+        # Bills run ahead of their attachments: the half-way line cuts some items between
+        # the two, so each bill counts half when made and half when its document is attached.
+        counts = {"bills": sum(i.bills for i in held) + sum(i.attachments for i in held)}
+        for name in ("sage_requests", "sage_functions"):
+            if isinstance(extra.get(name), int):
+                counts[name] = extra[name]
+        return counts
+
+    def update(self, n: int) -> None:
+        self._progress(n)
+        self._done += n
+        if self._at_half is None and self._half and self._done >= self._half:
+            self._at_half = self._counts()
+
+    def report(self, result: DemoResult) -> None:
+        if self._at_half is None or "sage_requests" not in self._at_half:
+            return
+        end = self._counts()
+        bills = (end["bills"] - self._at_half["bills"]) / 2
+        if bills <= 0:
+            return
+        for name, label in (("sage_requests", "requests"), ("sage_functions", "functions")):
+            if name in end and name in self._at_half:
+                per_bill = (end[name] - self._at_half[name]) / bills
+                result.steady[f"steady_{label}_per_bill"] = round(per_bill, 3)
 
 
 def _drop(settings: Settings) -> Path:
@@ -480,6 +532,7 @@ def _summarise(
     result.attachments = sum(a for _, a in inventory.values())
     result.duplicates = sum(b - 1 for b, _ in inventory.values() if b > 1)
     result.extra = harness.extra_summary()
+    result.extra.update(result.steady)
     result.extra["ingest_seconds"] = round(ingest_seconds, 2)
     if dext is not None:
         result.extra["dext_requests"] = dext.stats().get("requests", 0)

@@ -154,6 +154,14 @@ def test_demo_on_the_sage_accounting_sandbox(tmp_path: Path) -> None:
     assert out["bills"] == out["attachments"] == out["attached"]
     assert out["duplicates"] == 0
     assert out["sage_schema_violations"] == 0
+    calls = out["sage_calls"]
+    assert sum(calls.values()) == out["sage_requests"]
+    # Per bill: its create and its upload. Each supplier is searched for once, and one made
+    # here costs its create alone (regression: it was searched for again after its create).
+    bills = calls["POST /v3.1/purchase_invoices"] + calls["POST /v3.1/purchase_credit_notes"]
+    assert bills == calls["POST /v3.1/attachments"] == out["bills"]
+    assert calls["GET /v3.1/contacts"] <= 30
+    assert out["steady_requests_per_bill"] > 0
 
 
 async def _scan_log(data_dir: Path) -> tuple[int, int, int]:
