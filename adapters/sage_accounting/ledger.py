@@ -36,6 +36,7 @@ from adapters.sage_accounting.bills import BillBook, reference_for
 from adapters.sage_accounting.budget import (
     DEFAULT_BYTE_WINDOW,
     DEFAULT_CALL_WINDOW,
+    WORKER_SHARE,
     Budget,
 )
 from adapters.sage_accounting.client import SageAccountingClient
@@ -145,9 +146,11 @@ class SageAccountingLedger:
 
         Optional: ``{P}_REFRESH_TOKEN`` (seeds the token file the first time), ``{P}_URL``
         (a sandbox), ``{P}_DRAFT_MODE`` (``draft``, the default, or ``posted``),
-        ``{P}_CALLS_PER_MINUTE`` / ``{P}_MB_PER_HOUR`` (this worker's share of the budget),
-        ``{P}_TIMEOUT`` (seconds, default ``DEFAULT_TIMEOUT``), ``{P}_VALIDATE_SCHEMA`` (``1``: check every request and
-        response against Sage's Swagger file).
+        ``{P}_CALLS_PER_MINUTE`` / ``{P}_MB_PER_HOUR`` (the business's whole budget, for all
+        workers together: each worker takes the part of it its partitions give it, from
+        ``budget.WORKER_SHARE``),
+        ``{P}_TIMEOUT`` (seconds, default ``DEFAULT_TIMEOUT``), ``{P}_VALIDATE_SCHEMA``
+        (``1``: check every request and response against Sage's Swagger file).
         """
         cfg = tenant.ledger
         prefix = cfg.credentials_env
@@ -175,11 +178,13 @@ class SageAccountingLedger:
                 config_error=f"tenant {tenant.id}: {', '.join(missing)} not set",
             )
         try:
-            budget = Budget(
-                calls=int(env.get(f"{prefix}_CALLS_PER_MINUTE") or 200),
-                call_window=DEFAULT_CALL_WINDOW,
-                max_bytes=int(Decimal(env.get(f"{prefix}_MB_PER_HOUR") or 100) * 1_000_000),
-                byte_window=DEFAULT_BYTE_WINDOW,
+            budget = WORKER_SHARE.enrol(
+                Budget(
+                    calls=int(env.get(f"{prefix}_CALLS_PER_MINUTE") or 200),
+                    call_window=DEFAULT_CALL_WINDOW,
+                    max_bytes=int(Decimal(env.get(f"{prefix}_MB_PER_HOUR") or 100) * 1_000_000),
+                    byte_window=DEFAULT_BYTE_WINDOW,
+                )
             )
             timeout = float(env.get(f"{prefix}_TIMEOUT") or DEFAULT_TIMEOUT)
             if timeout <= 0:

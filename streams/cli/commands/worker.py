@@ -25,6 +25,7 @@ def worker(metrics_port: int | None) -> None:
     Uses BILLSTREAM_KAFKA_URL, or starts the embedded broker when it is unset. Run more
     workers against the same Kafka to spread the partitions. Stops cleanly on SIGTERM/Ctrl-C.
     """
+    from streams.kafka import budget_shares
     from streams.pipeline.runtime import kafka_for, run_worker
 
     settings = Settings()
@@ -36,6 +37,8 @@ def worker(metrics_port: int | None) -> None:
         settings = settings.model_copy(
             update={"group_instance_id": f"embedded-{socket.gethostname()}"}
         )
+    # Each Sage business's budget is for all its workers: this one takes its partitions' part.
+    budget_shares.install(settings)
     with kafka_for(settings) as url:
         code = run_worker(settings, url)
     raise SystemExit(code)
