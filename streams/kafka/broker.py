@@ -8,6 +8,7 @@ even when we are SIGKILLed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 import subprocess
@@ -15,6 +16,36 @@ from pathlib import Path
 from types import TracebackType
 
 from adapters.processes import die_with_parent, free_port, wait_for_port
+
+log = logging.getLogger("billstream.kafka")
+
+SNAPSHOT = "kafka.json"  # noida-db's whole log, rewritten in full at every save
+# Measured on a 2-CPU machine (README, "The embedded broker's ceiling"): past a snapshot of
+# this size each save rewrites more than the broker stores between two saves, and its
+# memory heads for 1 GB. Apache Kafka has no such ceiling.
+EMBEDDED_LOG_LIMIT_BYTES = 500_000_000
+EMBEDDED_LOG_WARN_FRACTION = 0.8
+
+
+def embedded_log_bytes(data_dir: Path) -> int:
+    """The size of the embedded broker's snapshot under ``data_dir`` (0 before the first)."""
+    try:
+        return (Path(data_dir) / SNAPSHOT).stat().st_size
+    except OSError:
+        return 0
+
+
+def embedded_log_warning(data_dir: Path) -> str | None:
+    """What to tell an operator whose embedded log nears its ceiling, or None."""
+    size = embedded_log_bytes(data_dir)
+    if size < EMBEDDED_LOG_LIMIT_BYTES * EMBEDDED_LOG_WARN_FRACTION:
+        return None
+    share = size / EMBEDDED_LOG_LIMIT_BYTES
+    return (
+        f"the embedded broker's log is {size / 1e6:,.0f} MB, {share:.0%} of what it holds "
+        f"well ({EMBEDDED_LOG_LIMIT_BYTES / 1e6:,.0f} MB): move to Apache Kafka "
+        "(docker compose up, or BILLSTREAM_KAFKA_URL)"
+    )
 
 
 def noida_binary() -> Path:
@@ -57,7 +88,14 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir / "broker.log", "ab")  # noqa: SIM115 - owned by the child
+        # A save cut short (SIGKILL, power) leaves its temporary file beside the last whole
+        # snapshot; only the whole one may be read, and the torn one only wastes the disk.
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / "kafka.tmp").unlink()
+        warning = embedded_log_warning(self.data_dir)
+        if warning:
+            log.warning("%s", warning)
+        out = open(self.data_dir / "broker.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             [
                 str(noida_binary()),
@@ -70,11 +108,11 @@ class EmbeddedBroker:
                 str(self.data_dir.resolve()),
             ],
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=out,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )
-        log.close()
+        out.close()
         (self.data_dir / "broker.pid").write_text(f"{self.proc.pid}\n")
         wait_for_port(self.host, self.port, timeout, self.proc, "embedded broker")
         return self

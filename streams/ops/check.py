@@ -28,7 +28,7 @@ from domain.ports import Ledger
 from domain.tenants import Tenant, Tenants
 from streams.config import Settings
 
-Status = Literal["ok", "fail", "skip"]
+Status = Literal["ok", "warn", "fail", "skip"]
 CHECK_TIMEOUT = 45.0
 
 
@@ -137,6 +137,18 @@ async def check_kafka(settings: Settings) -> Check:
                 "fail",
                 f"the data folder {settings.data_dir} is not writable",
                 "Point BILLSTREAM_DATA_DIR at a writable folder.",
+            )
+        from streams.kafka.broker import embedded_log_warning
+
+        warning = embedded_log_warning(settings.broker_dir)
+        if warning:
+            return Check(
+                None,
+                "kafka",
+                "warn",
+                warning,
+                "Run Apache Kafka (docker compose up, or any cluster) and set "
+                "BILLSTREAM_KAFKA_URL; see the README's section on the embedded broker.",
             )
         return Check(
             None,

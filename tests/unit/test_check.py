@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,21 @@ async def test_notify_names_missing_variables() -> None:
     ok = await check_notify(tenant, {"T_BOOKS_SLACK": "https://hooks.example/x"})
     assert ok is not None and ok.status == "ok" and "hooks.example" not in ok.detail
     assert await check_notify(parse_tenants(TENANTS).get("later"), {}) is None
+
+
+async def test_embedded_log_near_its_ceiling_is_a_warning_not_red(tmp_path: Path) -> None:
+    from streams.kafka.broker import EMBEDDED_LOG_LIMIT_BYTES, SNAPSHOT
+    from streams.ops.check import check_kafka
+
+    settings = Settings(data_dir=tmp_path)
+    assert (await check_kafka(settings)).status == "ok"
+    settings.broker_dir.mkdir(parents=True)
+    snapshot = settings.broker_dir / SNAPSHOT
+    snapshot.touch()
+    os.truncate(snapshot, int(EMBEDDED_LOG_LIMIT_BYTES * 0.7))  # sparse: no disk used
+    assert (await check_kafka(settings)).status == "ok"
+    os.truncate(snapshot, int(EMBEDDED_LOG_LIMIT_BYTES * 0.9))
+    found = await check_kafka(settings)
+    assert found.status == "warn"
+    assert "90%" in found.detail and "BILLSTREAM_KAFKA_URL" in found.advice
+    assert all_green([found])

@@ -10,7 +10,12 @@ import click
 from streams.cli.base import cli, load_tenants_or_fail, print_json
 from streams.config import Settings
 
-MARKS = {"ok": ("OK  ", "green"), "fail": ("FAIL", "red"), "skip": ("SKIP", "yellow")}
+MARKS = {
+    "ok": ("OK  ", "green"),
+    "warn": ("WARN", "yellow"),
+    "fail": ("FAIL", "red"),
+    "skip": ("SKIP", "yellow"),
+}
 
 
 @cli.command()
@@ -23,7 +28,8 @@ def check(tenant: str | None, as_json: bool) -> None:
     notification channels.
 
     Nothing is posted or changed. Exit 0 only when no line is red; a skipped line (nothing
-    to check, or the ledger connection already failed) is not red.
+    to check, or the ledger connection already failed) and a warning (e.g. the embedded
+    broker's log nearing its ceiling) are not red.
     """
     from streams.ops.check import all_green, run_checks
 
@@ -53,7 +59,7 @@ def check(tenant: str | None, as_json: bool) -> None:
         mark, shade = MARKS[c.status]
         shown = click.style(mark, fg=shade, bold=True) if color else mark
         click.echo(f"  {shown} {c.name:<10} {c.detail}")
-        if c.advice and c.status == "fail":
+        if c.advice and c.status in {"fail", "warn"}:
             click.echo(f"       {'':<10} -> {c.advice}")
     failed = sum(1 for c in checks if c.status == "fail")
     skipped = sum(1 for c in checks if c.status == "skip")
