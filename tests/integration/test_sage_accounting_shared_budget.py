@@ -13,6 +13,7 @@ import asyncio
 import re
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,8 +147,13 @@ def test_two_workers_on_one_business_stay_within_its_call_limit(sage_rig: Rig) -
     for key in expected:
         ev = terminal.state[key][1]
         got[key] = ev.data.reason.value if isinstance(ev.data, Failure) else "attached"
-    assert got == expected, figures
-    assert sorted(inventory) == sorted(k for k, v in expected.items() if v == "attached")
+    # Two workers race the two copies of an invoice (different item keys, so different
+    # partitions): either may be the one attached, the other is the duplicate.
+    swapped = {k for k in expected if got[k] != expected[k]}
+    assert all("duplicate" in (got[k], expected[k]) for k in swapped), figures
+    assert Counter(got.values()) == Counter(expected.values()), figures
+    assert sorted(inventory) == sorted(k for k, v in got.items() if v == "attached")
+    assert all((v.bills, v.attachments) == (1, 1) for v in inventory.values())
     assert elapsed >= RUN_AT_LEAST, f"the run must press on the limit for 2 minutes: {figures}"
     assert all(n > 0 for n in calls.values()), f"both workers call Sage: {figures}"
     assert stats["throttled"] <= 1, f"together within the business's limit: {figures}"
