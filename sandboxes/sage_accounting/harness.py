@@ -131,8 +131,8 @@ class SageAccountingHarness:
             sandbox_args = shlex.split(os.environ.get(EXTRA_ARGS_ENV, ""))
         if calls_per_minute is None and os.environ.get(CALLS_ENV):
             calls_per_minute = int(os.environ[CALLS_ENV])
-        # Sage's limit and the client's budget move together (one worker per tenant; with N
-        # workers give each calls_per_minute / N through {P}_CALLS_PER_MINUTE).
+        # Sage's limit and the client's budget move together: {P}_CALLS_PER_MINUTE is the
+        # business's whole budget, which the workers divide by the partitions they hold.
         self.calls_per_minute = calls_per_minute
         if calls_per_minute is not None:
             sandbox_args = ["--rate-limit", str(calls_per_minute), *sandbox_args]
