@@ -71,7 +71,7 @@ class DemoResult:
     examples: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     # the ledger's calls per bill over the run's second half (see _Halfway)
-    steady: dict[str, float] = field(default_factory=dict)
+    steady: dict[str, Any] = field(default_factory=dict)
     inventory: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -458,6 +458,11 @@ class _Halfway:
         self._progress = progress
         self._done = 0
         self._at_half: dict[str, int] | None = None
+        # and when nine tenths had finished, with the time of both: the ledger's calls a
+        # second while the run is neither warming up nor draining its last items
+        self._late = items * 9 // 10
+        self._half_at = self._late_at = 0.0
+        self._at_late: dict[str, int] | None = None
 
     def _counts(self) -> dict[str, int]:
         extra = self._harness.extra_summary()
@@ -468,13 +473,17 @@ class _Halfway:
         for name in ("sage_requests", "sage_functions"):
             if isinstance(extra.get(name), int):
                 counts[name] = extra[name]
+        for company, n in (extra.get("sage_requests_by_company") or {}).items():
+            counts[f"company:{company}"] = int(n)
         return counts
 
     def update(self, n: int) -> None:
         self._progress(n)
         self._done += n
         if self._at_half is None and self._half and self._done >= self._half:
-            self._at_half = self._counts()
+            self._at_half, self._half_at = self._counts(), time.monotonic()
+        if self._at_late is None and self._late > self._half and self._done >= self._late:
+            self._at_late, self._late_at = self._counts(), time.monotonic()
 
     def report(self, result: DemoResult) -> None:
         if self._at_half is None or "sage_requests" not in self._at_half:
@@ -487,6 +496,15 @@ class _Halfway:
             if name in end and name in self._at_half:
                 per_bill = (end[name] - self._at_half[name]) / bills
                 result.steady[f"steady_{label}_per_bill"] = round(per_bill, 3)
+        late, seconds = self._at_late, self._late_at - self._half_at
+        if late is not None and seconds > 0:
+            rate = (late["sage_requests"] - self._at_half["sage_requests"]) / seconds
+            result.steady["steady_requests_per_second"] = round(rate, 3)
+            result.steady["steady_requests_per_second_by_company"] = {
+                key.partition(":")[2]: round((n - self._at_half.get(key, 0)) / seconds, 3)
+                for key, n in late.items()
+                if key.startswith("company:")
+            }
 
 
 def _drop(settings: Settings) -> Path:

@@ -196,6 +196,7 @@ class IntacctHarness:
             "sage_function_counts": dict(
                 sorted(stats["functions"].items(), key=lambda kv: (-kv[1], kv[0]))
             ),
+            "sage_requests_by_company": dict(stats["by_company"]),
             "sage_rate_limited": int(stats["rate_limited"]),
             "sage_sessions": int(stats["sessions"]),
         }

@@ -215,6 +215,7 @@ class SageAccountingHarness:
         return {
             "sage_requests": requests,
             "requests_per_bill": round(requests / bills, 2) if bills else None,
+            "sage_requests_by_company": dict(stats["by_business"]),
             "sage_token_requests": int(stats["token_requests"]),
             "sage_throttled": int(stats["throttled"]),
             "sage_faults": sum(stats["faults"].values()),

@@ -9,7 +9,9 @@ In one run, on the embedded broker unless ``BILLSTREAM_KAFKA_URL`` is set, on th
 - restart: the worker SIGKILLed after the run, a new one started: seconds to its first item;
 - replay: items parked by a closed period, the period reopened, ``replay``: items/s;
 - latency: p50/p95/p99 receipt → attached at a steady arrival of half the measured capacity;
-- validation: items validated and GL-coded per second (pure domain, one core).
+- validation: items validated and GL-coded per second (pure domain, one core);
+- ceiling: with Sage the bottleneck, the share of its limits put to use (tests/bench/ceiling.py;
+  ``--no-ceiling`` skips it).
 
 A table, then one JSON line.
 """
@@ -49,6 +51,7 @@ from streams.kafka.publish import Publisher, received_event
 from streams.kafka.topics import ensure_topics
 from streams.ops.replay import ReplayFilter, replay
 from streams.pipeline.runtime import kafka_for
+from tests.bench.ceiling import ceiling_shares
 from tests.bench.measure import Tail, cpu_seconds, log_bytes, rss_mb, topics_with_prefix
 
 RUN = f"{dt.datetime.now(dt.UTC):%H%M%S}-{uuid.uuid4().hex[:4]}"
@@ -355,18 +358,29 @@ def summary(figures: dict[str, Any]) -> dict[str, Any]:
         "p99_seconds": figures["latency"]["p99_seconds"],
         "validation_items_per_second": figures["validation"]["items_per_second"],
         "broker": figures["broker"],
+        **{
+            f"{ledger.replace('-', '_')}_ceiling_share": shown["share"]
+            for ledger, shown in figures.get("ceiling", {}).items()
+        },
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=int(os.environ.get("ITEMS", "5000")))
+    parser.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the Sage-as-the-ceiling runs (tests/bench/ceiling.py, about 2 minutes)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="billstream-bench-") as tmp:
         root = Path(tmp)
         base = Settings(data_dir=root, log_level="WARNING")
         figures = bench_chains(base, args.items, root)
         figures["broker"] = "kafka" if base.kafka_url else "embedded noida-db"
+        if not args.no_ceiling:
+            figures["ceiling"] = ceiling_shares(root / "ceiling")
     figures["validation"] = bench_validation(max(args.items, 2000))
     line = summary(figures)
     width = max(len(k) for k in line)
